@@ -1,0 +1,24 @@
+"""sb3_generative: diffusion and flow-matching policies for offline RL with Stable-Baselines3 (GMPO, GMPG)."""
+
+import os
+
+from sb3_generative.common.datasets import DatasetError, OfflineData, load_offline_data, normalized_score
+from sb3_generative.critics.iql import IQLCritic
+from sb3_generative.gmpo import GMPO
+from sb3_generative.policies import GenerativeActorPolicy, GenerativePolicy, MlpPolicy
+
+with open(os.path.join(os.path.dirname(__file__), "version.txt")) as _file:
+    __version__ = _file.read().strip()
+
+__all__ = [
+    "GMPO",
+    "DatasetError",
+    "GenerativeActorPolicy",
+    "GenerativePolicy",
+    "IQLCritic",
+    "MlpPolicy",
+    "OfflineData",
+    "__version__",
+    "load_offline_data",
+    "normalized_score",
+]

@@ -1,0 +1,439 @@
+"""Offline datasets: Minari ids and datasets, D4RL-format ``.hdf5`` / ``.npz`` files and dicts of arrays.
+
+Every form is flattened once into :class:`OfflineData`, flat float32 arrays of transitions with separate
+``terminations`` (bootstrapping stops) and ``truncations`` (time-outs and cuts, which do not stop bootstrapping).
+A step flagged both terminated and truncated (a fall on the last allowed step) is a termination.
+"""
+
+import math
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+REQUIRED_KEYS = ("observations", "actions", "rewards")
+TERMINATION_KEYS = ("terminations", "terminals")
+TRUNCATION_KEYS = ("truncations", "timeouts")
+FILE_SUFFIXES = (".hdf5", ".h5", ".npz")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used for training: missing, empty, malformed, or inconsistent with the env."""
+
+
+@dataclass
+class OfflineData:
+    """Flat transitions of an offline dataset.
+
+    :param observations: (N, obs_dim) float32
+    :param actions: (N, action_dim) float32, in the action space's own units
+    :param rewards: (N,) float32, as stored (unscaled)
+    :param next_observations: (N, obs_dim) float32
+    :param terminations: (N,) bool, true terminal states (no bootstrap)
+    :param truncations: (N,) bool, episode ends that are not terminal (time-outs, cuts)
+    :param observation_space: observation space of the data
+    :param action_space: action space of the data
+    :param source: a JSON-able description of where the data came from (a Minari id or a file path), or None
+    :param ref_min_score: return of a random policy (normalised score 0), if known
+    :param ref_max_score: return of an expert policy (normalised score 100), if known
+    :param env_spec: the environment spec recorded with the data (Minari), if any
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    source: str | None = None
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    env_spec: Any = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.rewards.shape[0])
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """Indices of the last step of every episode (terminated, truncated, or the end of the data)."""
+        ends = np.flatnonzero(self.terminations | self.truncations)
+        if len(self) and (ends.size == 0 or ends[-1] != len(self) - 1):
+            ends = np.append(ends, len(self) - 1)
+        return ends
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of every episode, in dataset reward units."""
+        ends = self.episode_ends
+        cumulative = np.concatenate([[0.0], np.cumsum(self.rewards, dtype=np.float64)])
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        return cumulative[ends + 1] - cumulative[starts]
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+def load_offline_data(dataset: Any, download: bool = False) -> OfflineData:
+    """Flatten any supported dataset form into :class:`OfflineData` and check it for NaN, inf and emptiness.
+
+    :param dataset: a local Minari dataset id, a ``minari.MinariDataset``, a path to a D4RL-format ``.hdf5`` or
+        ``.npz`` file, a dict of arrays (D4RL or Minari key names), or an :class:`OfflineData`
+    :param download: allow Minari to download a dataset id that is not found locally
+    :return: the flattened data
+    """
+    if isinstance(dataset, OfflineData):
+        data = dataset
+    elif isinstance(dataset, dict):
+        data = from_arrays(dataset)
+    elif isinstance(dataset, (str, os.PathLike)):
+        data = _load_path_or_id(os.fspath(dataset), download)
+    elif type(dataset).__name__ == "MinariDataset":
+        data = from_minari(dataset)
+    else:
+        raise DatasetError(
+            f"Unsupported dataset of type {type(dataset).__name__}: expected a Minari dataset id, a MinariDataset, "
+            "a path to a D4RL-format .hdf5/.npz file, or a dict of arrays"
+        )
+    check_finite_and_nonempty(data)
+    return data
+
+
+def _load_path_or_id(name: str, download: bool) -> OfflineData:
+    if name.lower().endswith(FILE_SUFFIXES) or os.path.isfile(name):
+        if not os.path.isfile(name):
+            raise DatasetError(f"Dataset file {name!r} does not exist")
+        data = from_npz(name) if name.lower().endswith(".npz") else from_hdf5(name)
+        data.source = os.path.abspath(name)
+        return data
+    return from_minari(load_minari(name, download), source=name)
+
+
+def load_minari(dataset_id: str, download: bool = False) -> Any:
+    """Open a Minari dataset, locally unless ``download`` is set; a missing id gives a clear error at once.
+
+    :param dataset_id: Minari id such as ``"d4rl-style/hopper/medium-v0"``
+    :param download: let Minari fetch a missing dataset from its remote
+    :return: the ``MinariDataset``
+    """
+    import minari
+
+    try:
+        return minari.load_dataset(dataset_id, download=download)
+    except FileNotFoundError as error:
+        root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets (MINARI_DATASETS_PATH is not set)")
+        raise DatasetError(
+            f"Minari dataset {dataset_id!r} was not found locally in MINARI_DATASETS_PATH={root}. Create it there "
+            "(for the D4RL-style sets: make_d4rl_style.py --root <dir>), point MINARI_DATASETS_PATH at the folder "
+            "that holds it, or pass download=True to fetch it from Minari's remote."
+        ) from error
+
+
+def from_minari(minari_dataset: Any, source: str | None = None) -> OfflineData:
+    """Flatten a ``MinariDataset``: an episode of T actions holds T + 1 observations.
+
+    :param minari_dataset: the dataset
+    :param source: its id (kept so a saved model can find it again)
+    """
+    check_supported_spaces(minari_dataset.observation_space, minari_dataset.action_space)
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next_obs", "act", "rew", "term", "trunc")}
+    for episode in minari_dataset.iterate_episodes():
+        obs = np.asarray(episode.observations)
+        if obs.shape[0] != len(episode.actions) + 1:
+            raise DatasetError(
+                f"Minari episode {episode.id} holds {obs.shape[0]} observations for {len(episode.actions)} actions "
+                "(expected one more observation than actions)"
+            )
+        cols["obs"].append(obs[:-1])
+        cols["next_obs"].append(obs[1:])
+        cols["act"].append(np.asarray(episode.actions))
+        cols["rew"].append(np.asarray(episode.rewards))
+        cols["term"].append(np.asarray(episode.terminations, dtype=bool))
+        trunc = np.asarray(episode.truncations, dtype=bool).copy()
+        if trunc.size and not (trunc[-1] or cols["term"][-1][-1]):
+            trunc[-1] = True  # an episode cut without a flag ends there all the same
+        cols["trunc"].append(trunc)
+    if not cols["obs"]:
+        raise DatasetError(f"Minari dataset {source or minari_dataset.id!r} holds no episodes")
+    metadata = minari_dataset.storage.metadata
+    return _make(
+        *(np.concatenate(cols[k]) for k in ("obs", "act", "rew", "next_obs", "term", "trunc")),
+        observation_space=minari_dataset.observation_space,
+        action_space=minari_dataset.action_space,
+        source=source or minari_dataset.id,
+        ref_min_score=metadata.get("ref_min_score"),
+        ref_max_score=metadata.get("ref_max_score"),
+        env_spec=minari_dataset.env_spec,
+    )
+
+
+def from_npz(path: str) -> OfflineData:
+    """Read a D4RL-format ``.npz`` (never unpickles objects).
+
+    :param path: file path
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise DatasetError(f"Cannot read {path!r} as an .npz archive of arrays: {error}") from error
+    return from_arrays(arrays, name=path)
+
+
+def from_hdf5(path: str) -> OfflineData:
+    """Read the flat arrays of a D4RL-format ``.hdf5`` file (datasets only, no objects).
+
+    :param path: file path
+    """
+    import h5py
+
+    keys = REQUIRED_KEYS + TERMINATION_KEYS + TRUNCATION_KEYS + ("next_observations",)
+    try:
+        with h5py.File(path, "r") as file:
+            arrays = {key: np.asarray(file[key][()]) for key in keys if isinstance(file.get(key), h5py.Dataset)}
+    except OSError as error:
+        raise DatasetError(f"Cannot read {path!r} as an HDF5 file: {error}") from error
+    return from_arrays(arrays, name=path)
+
+
+def _pick(arrays: dict[str, Any], keys: tuple[str, ...], n: int) -> np.ndarray:
+    for key in keys:
+        if key in arrays:
+            return np.asarray(arrays[key]).reshape(-1).astype(bool)
+    return np.zeros(n, dtype=bool)
+
+
+def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> OfflineData:
+    """Flat arrays with D4RL names (``terminals``, ``timeouts``) or Minari names (``terminations``, ``truncations``).
+
+    Without ``next_observations`` the next state is the following row, as in ``d4rl.qlearning_dataset``: a step
+    that ends in a time-out, or the last row when it is not terminal, has no known next state and is dropped.
+    The last row with neither flag is a truncation (D4RL cuts its last episode).
+
+    :param arrays: the arrays
+    :param name: how to refer to the data in errors
+    """
+    missing = [key for key in REQUIRED_KEYS if key not in arrays]
+    if missing:
+        raise DatasetError(f"{name} lacks the array(s) {missing}; expected at least {list(REQUIRED_KEYS)}")
+    obs, act = _as_2d(arrays["observations"], "observations", name), _as_2d(arrays["actions"], "actions", name)
+    rew = _as_numeric(arrays["rewards"], "rewards", name).reshape(-1)
+    n = obs.shape[0]
+    lengths = {"observations": n, "actions": act.shape[0], "rewards": rew.shape[0]}
+    if "next_observations" in arrays:
+        lengths["next_observations"] = len(arrays["next_observations"])
+    for key in TERMINATION_KEYS + TRUNCATION_KEYS:
+        if key in arrays:
+            lengths[key] = np.asarray(arrays[key]).reshape(-1).shape[0]
+    if len(set(lengths.values())) > 1:
+        raise DatasetError(f"Arrays of {name} have inconsistent lengths: {lengths}")
+    term, trunc = _pick(arrays, TERMINATION_KEYS, n), _pick(arrays, TRUNCATION_KEYS, n)
+    if "next_observations" in arrays:
+        next_obs = _as_2d(arrays["next_observations"], "next_observations", name)
+        keep = np.ones(n, dtype=bool)
+    else:
+        next_obs = np.concatenate([obs[1:], obs[-1:]]) if n else obs
+        keep = ~(trunc & ~term)
+        if n:
+            keep[-1] = bool(term[-1])
+    if n and not (term[-1] or trunc[-1]):
+        trunc = trunc.copy()
+        trunc[-1] = True
+    obs, act, rew, next_obs, term, trunc = (x[keep] for x in (obs, act, rew, next_obs, term, trunc))
+    obs_space = spaces.Box(-np.inf, np.inf, obs.shape[1:], np.float32)
+    return _make(obs, act, rew, next_obs, term, trunc, obs_space, infer_action_space(act))
+
+
+def _as_numeric(value: Any, key: str, name: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise DatasetError(f"{key!r} of {name} must hold numbers, got dtype {array.dtype}")
+    return array
+
+
+def _as_2d(value: Any, key: str, name: str) -> np.ndarray:
+    array = _as_numeric(value, key, name)
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2:
+        raise DatasetError(f"{key!r} of {name} must be a (N, dim) array, got shape {array.shape} (images are unsupported)")
+    return array
+
+
+def infer_action_space(actions: np.ndarray) -> spaces.Box:
+    """Box(-1, 1) when the actions fit in it (D4RL locomotion), else the data's own range.
+
+    :param actions: (N, d) actions
+    """
+    dim = actions.shape[1:]
+    if actions.size == 0 or (np.nanmin(actions) >= -1.0 and np.nanmax(actions) <= 1.0):
+        return spaces.Box(-1.0, 1.0, dim, np.float32)
+    warnings.warn("Actions exceed [-1, 1]; the action space is inferred from the data's range. Pass env= to set it.")
+    low, high = np.nanmin(actions, axis=0), np.nanmax(actions, axis=0)
+    return spaces.Box(low.astype(np.float32), np.maximum(high, low + 1e-6).astype(np.float32), dtype=np.float32)
+
+
+def _make(
+    obs: np.ndarray,
+    act: np.ndarray,
+    rew: np.ndarray,
+    next_obs: np.ndarray,
+    term: np.ndarray,
+    trunc: np.ndarray,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    **meta: Any,
+) -> OfflineData:
+    f32 = np.float32
+
+    def flat(array: np.ndarray) -> np.ndarray:
+        return np.asarray(array, f32).reshape(len(array), int(np.prod(np.shape(array)[1:])))
+
+    return OfflineData(
+        observations=flat(obs),
+        actions=flat(act),
+        rewards=np.asarray(rew, f32).reshape(-1),
+        next_observations=flat(next_obs),
+        terminations=np.asarray(term, bool).reshape(-1),
+        truncations=np.asarray(trunc, bool).reshape(-1) & ~np.asarray(term, bool).reshape(-1),
+        observation_space=observation_space,
+        action_space=action_space,
+        **meta,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+def check_supported_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """Raise unless both spaces are flat Boxes (the only kind the generative policy handles).
+
+    :param observation_space: observation space
+    :param action_space: action space
+    """
+    if not isinstance(action_space, spaces.Box):
+        raise DatasetError(
+            f"Unsupported action space {action_space}: sb3_generative needs continuous Box actions "
+            "(diffusion and flow policies generate real vectors); Discrete, MultiDiscrete and Dict are unsupported"
+        )
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise DatasetError(
+            f"Unsupported observation space {observation_space}: only flat Box observations (1-D vectors) are "
+            "supported; flatten Dict or image observations first"
+        )
+
+
+def _first_bad(name: str, array: np.ndarray) -> str | None:
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return None
+    rows = bad.reshape(len(array), -1).any(axis=1)
+    return f"{name}: {int(bad.sum())} non-finite value(s) (NaN or inf) in {int(rows.sum())} row(s), first at index {int(np.argmax(rows))}"
+
+
+def check_finite_and_nonempty(data: OfflineData) -> None:
+    """Raise a :class:`DatasetError` on an empty dataset or any NaN / inf value.
+
+    :param data: the data
+    """
+    if len(data) == 0:
+        raise DatasetError(f"The dataset {data.source or ''} is empty: it holds no transitions".replace("  ", " "))
+    problems = [
+        msg
+        for msg in (
+            _first_bad(key, getattr(data, key)) for key in ("observations", "actions", "rewards", "next_observations")
+        )
+        if msg
+    ]
+    if problems:
+        raise DatasetError("The dataset holds non-finite values: " + "; ".join(problems))
+
+
+def check_against_spaces(
+    data: OfflineData, observation_space: spaces.Space, action_space: spaces.Space, clip_actions: bool = False
+) -> None:
+    """Check the data against the spaces a model is built for; actions out of bounds are clipped or refused.
+
+    :param data: the data (its actions may be clipped in place)
+    :param observation_space: the model's observation space
+    :param action_space: the model's action space
+    :param clip_actions: clip actions outside the bounds instead of raising
+    """
+    check_supported_spaces(observation_space, action_space)
+    assert isinstance(action_space, spaces.Box)
+    if data.observations.shape[1:] != observation_space.shape:
+        raise DatasetError(
+            f"Observation shape mismatch: the dataset's observations have shape {data.observations.shape[1:]}, "
+            f"the environment's observation space has shape {observation_space.shape}"
+        )
+    if data.actions.shape[1:] != action_space.shape:
+        raise DatasetError(
+            f"Action shape mismatch: the dataset's actions have shape {data.actions.shape[1:]}, "
+            f"the environment's action space has shape {action_space.shape}"
+        )
+    low, high = action_space.low, action_space.high
+    tolerance = 1e-5 * np.maximum(1.0, np.abs(high - low))
+    outside = (data.actions < low - tolerance) | (data.actions > high + tolerance)
+    if outside.any() and not clip_actions:
+        rows = outside.any(axis=1)
+        raise DatasetError(
+            f"{int(rows.sum())} of {len(data)} dataset actions lie outside the action space bounds "
+            f"[{low.min()}, {high.max()}] (first at index {int(np.argmax(rows))}); pass clip_actions=True to clip them"
+        )
+    if outside.any():
+        warnings.warn(f"Clipping {int(outside.any(axis=1).sum())} dataset actions into the action space bounds")
+    np.clip(data.actions, low, high, out=data.actions)
+
+
+# ---------------------------------------------------------------------------------------------------- rewards, scores
+def locomotion_reward_scale(data: OfflineData, multiplier: float = 1000.0) -> float:
+    """IQL's locomotion reward scaling factor ``multiplier / (max episode return - min episode return)``.
+
+    :param data: the data
+    :param multiplier: numerator (IQL: 1000)
+    :return: the factor (1.0 when all episodes have the same return)
+    """
+    returns = data.episode_returns()
+    spread = float(returns.max() - returns.min()) if returns.size else 0.0
+    if not math.isfinite(spread) or spread <= 1e-8:
+        warnings.warn("All dataset episodes have the same return: reward scaling is left at 1.0")
+        return 1.0
+    return multiplier / spread
+
+
+def normalized_score(
+    returns: float | np.ndarray | list[float],
+    dataset: Any = None,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+) -> np.ndarray:
+    """D4RL-normalised score ``100 * (R - ref_min) / (ref_max - ref_min)``.
+
+    :param returns: episode return(s)
+    :param dataset: an :class:`OfflineData`, a Minari dataset or id holding ``ref_min_score``/``ref_max_score``
+    :param ref_min_score: random-policy return (overrides the dataset's)
+    :param ref_max_score: expert return (overrides the dataset's)
+    :return: normalised score(s), same shape as ``returns``
+    """
+    if dataset is not None and (ref_min_score is None or ref_max_score is None):
+        lo, hi = reference_scores(dataset)
+        ref_min_score = lo if ref_min_score is None else ref_min_score
+        ref_max_score = hi if ref_max_score is None else ref_max_score
+    if ref_min_score is None or ref_max_score is None:
+        raise DatasetError("Normalised scores need ref_min_score and ref_max_score (from the dataset or given)")
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min_score) / (ref_max_score - ref_min_score)
+
+
+def reference_scores(dataset: Any) -> tuple[float | None, float | None]:
+    """``(ref_min_score, ref_max_score)`` of an :class:`OfflineData`, a Minari dataset or a Minari id.
+
+    :param dataset: the dataset
+    """
+    if isinstance(dataset, OfflineData):
+        return dataset.ref_min_score, dataset.ref_max_score
+    if isinstance(dataset, str):
+        dataset = load_minari(dataset)
+    if not hasattr(dataset, "storage"):
+        raise DatasetError(f"Cannot read ref_min_score / ref_max_score from a {type(dataset).__name__}")
+    metadata = dataset.storage.metadata
+    return metadata.get("ref_min_score"), metadata.get("ref_max_score")

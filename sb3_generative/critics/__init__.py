@@ -1,0 +1,3 @@
+from sb3_generative.critics.iql import IQLCritic
+
+__all__ = ["IQLCritic"]

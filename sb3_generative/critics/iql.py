@@ -1,0 +1,136 @@
+"""IQL critic (Kostrikov et al. 2021) built from d3rlpy's module factories and trained in our own loop.
+
+Option (b) of reference/d3rlpy_minari.md: the Q ensemble, its target copy and V are d3rlpy modules, the Q loss
+is d3rlpy's ``compute_error`` and the value loss the expectile regression, so the losses equal d3rlpy's
+``IQLImpl.compute_critic_loss`` on the same weights and batch (tested). As in d3rlpy, one Adam optimises Q and V
+together on ``q_loss + v_loss``; the Q target is Polyak-averaged with ``tau``.
+"""
+
+from typing import Any
+
+import torch as th
+from torch import nn
+
+
+def _import_d3rlpy() -> Any:
+    """Import d3rlpy without letting it change process-wide torch settings (it turns on TF32 and compiled
+    autograd when CUDA is present, reference/d3rlpy_minari.md 1.6)."""
+    precision = th.get_float32_matmul_precision()
+    import torch._dynamo
+
+    compiled_autograd = torch._dynamo.config.compiled_autograd
+    import d3rlpy  # noqa: F401
+    import d3rlpy.models  # noqa: F401
+
+    th.set_float32_matmul_precision(precision)
+    torch._dynamo.config.compiled_autograd = compiled_autograd
+    return d3rlpy
+
+
+class IQLCritic(nn.Module):
+    """Double Q ``[s, a] -> 256 -> 256 -> 1``, its target, and V ``s -> 256 -> 256 -> 1`` (ReLU), IQL losses.
+
+    :param obs_dim: state size
+    :param action_dim: action size
+    :param net_arch: hidden widths of every critic network
+    :param n_critics: size of the Q ensemble
+    :param expectile: tau of the expectile value loss (0.7 locomotion, 0.9 AntMaze)
+    :param gamma: discount
+    :param tau: Polyak coefficient of the Q target
+    :param learning_rate: Adam learning rate of Q and V
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        net_arch: list[int] | tuple[int, ...] = (256, 256),
+        n_critics: int = 2,
+        expectile: float = 0.7,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        learning_rate: float = 3e-4,
+    ) -> None:
+        super().__init__()
+        _import_d3rlpy()
+        from d3rlpy.models.builders import create_continuous_q_function, create_value_function
+        from d3rlpy.models.encoders import VectorEncoderFactory
+        from d3rlpy.models.q_functions import MeanQFunctionFactory
+
+        if not 0.0 < expectile < 1.0:
+            raise ValueError(f"expectile must lie in (0, 1), got {expectile}")
+        encoder = VectorEncoderFactory(hidden_units=[int(h) for h in net_arch])
+        q_kwargs: dict[str, Any] = dict(
+            encoder_factory=encoder, q_func_factory=MeanQFunctionFactory(), n_ensembles=n_critics, device="cpu:0", enable_ddp=False
+        )
+        self.q_funcs, self._q_forwarder = create_continuous_q_function((obs_dim,), action_dim, **q_kwargs)
+        self.targ_q_funcs, self._targ_q_forwarder = create_continuous_q_function((obs_dim,), action_dim, **q_kwargs)
+        self.value_func = create_value_function((obs_dim,), encoder, device="cpu:0", enable_ddp=False)
+        self.targ_q_funcs.load_state_dict(self.q_funcs.state_dict())
+        self.targ_q_funcs.requires_grad_(False)
+        self.expectile, self.gamma, self.tau = expectile, gamma, tau
+        self.optimizer = th.optim.Adam([*self.q_funcs.parameters(), *self.value_func.parameters()], lr=learning_rate)
+
+    # --------------------------------------------------------------------------------------------- values
+    def q_value(self, obs: th.Tensor, actions: th.Tensor, reduction: str = "min") -> th.Tensor:
+        """Online ``min_k Q_k(s, a)`` (or "mean"/"none"), shape (B, 1); differentiable with respect to ``actions``."""
+        return self._q_forwarder.compute_expected_q(obs, actions, reduction)
+
+    def target_q_value(self, obs: th.Tensor, actions: th.Tensor, reduction: str = "min") -> th.Tensor:
+        """Target-network ``min_k Q'_k(s, a)``, shape (B, 1)."""
+        return self._targ_q_forwarder.compute_expected_q(obs, actions, reduction)
+
+    def value(self, obs: th.Tensor) -> th.Tensor:
+        """``V(s)``, shape (B, 1)."""
+        return self.value_func(obs)
+
+    @th.no_grad()
+    def advantage(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """``min_k Q_k(s, a) - V(s)`` with the online Q ensemble, as GMPO weights it (reference 1.1), shape (B,)."""
+        return (self.q_value(obs, actions) - self.value(obs)).squeeze(-1)
+
+    # --------------------------------------------------------------------------------------------- losses
+    def losses(
+        self, obs: th.Tensor, actions: th.Tensor, rewards: th.Tensor, next_obs: th.Tensor, dones: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """IQL's ``(q_loss, v_loss)`` on a batch, as d3rlpy computes them.
+
+        ``q_loss = sum_k mean((Q_k(s, a) - r - gamma (1 - done) V(s'))^2)`` and
+        ``v_loss = mean(|expectile - 1[u < 0]| u^2)`` with ``u = min_k Q'_k(s, a) - V(s)``.
+
+        :param obs: states (B, n)
+        :param actions: actions in [-1, 1] (B, d)
+        :param rewards: scaled rewards (B, 1)
+        :param next_obs: next states (B, n)
+        :param dones: terminations (B, 1), time-outs excluded
+        """
+        with th.no_grad():
+            v_next = self.value_func(next_obs)
+            q_target = self.target_q_value(obs, actions)
+        q_loss = self._q_forwarder.compute_error(
+            observations=obs, actions=actions, rewards=rewards, target=v_next, terminals=dones, gamma=self.gamma
+        )
+        diff = q_target - self.value_func(obs)
+        weight = (self.expectile - (diff < 0.0).float()).abs()
+        v_loss = (weight * diff**2).mean()
+        return q_loss, v_loss
+
+    def update(
+        self, obs: th.Tensor, actions: th.Tensor, rewards: th.Tensor, next_obs: th.Tensor, dones: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """One gradient step on ``q_loss + v_loss`` then the Polyak update of the target.
+
+        :return: the detached ``(q_loss, v_loss)`` tensors (no host synchronisation)
+        """
+        q_loss, v_loss = self.losses(obs, actions, rewards, next_obs, dones)
+        self.optimizer.zero_grad(set_to_none=True)
+        (q_loss + v_loss).backward()
+        self.optimizer.step()
+        self.soft_update()
+        return q_loss.detach(), v_loss.detach()
+
+    @th.no_grad()
+    def soft_update(self) -> None:
+        """``theta' <- (1 - tau) theta' + tau theta`` for the Q target (fused over all tensors)."""
+        target = list(self.targ_q_funcs.parameters())
+        th._foreach_lerp_(target, list(self.q_funcs.parameters()), self.tau)

@@ -1,0 +1,169 @@
+"""GMPO: Generative Model Policy Optimization (Zhang et al., "Revisiting Generative Policies", arXiv 2412.01245).
+
+Advantage-weighted regression on the generative model's own training loss. With an IQL critic trained first and
+then frozen, each policy step minimises
+
+    L(theta) = mean_i[ min(exp(beta (min_k Q_k(s_i, a_i) - V(s_i))), clamp) * l_theta(s_i, a_i) ]
+
+over dataset pairs, where l_theta is the per-sample matching loss of the generative model (noise prediction for
+VP-SDE, velocity matching for GVP and I-CFM) and the weights carry no gradient. The weights are not normalised, so
+beta and the clamp also scale the effective learning rate (reference/generativerl.md 1.1). There is no behaviour
+cloning: the actor starts from its random initialisation.
+"""
+
+from typing import Any, ClassVar, TypeVar
+
+import torch as th
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+
+from sb3_generative.common.offline_algorithm import OfflineAlgorithm
+from sb3_generative.gmpo.policies import GenerativePolicy, MlpPolicy
+
+SelfGMPO = TypeVar("SelfGMPO", bound="GMPO")
+
+
+class GMPO(OfflineAlgorithm):
+    """Generative Model Policy Optimization: advantage-weighted matching loss on an offline dataset.
+
+    Paper: https://arxiv.org/abs/2412.01245. Reference code: https://github.com/opendilab/GenerativeRL
+    (``grl/algorithms/gmpo.py``).
+
+    :param policy: "GenerativePolicy" (alias "MlpPolicy") or a policy class
+    :param env: environment or id for evaluation (never stepped); None recovers it from a Minari dataset
+    :param dataset: a local Minari id, ``MinariDataset``, D4RL-format ``.hdf5``/``.npz`` path or dict of arrays
+    :param learning_rate: actor learning rate (paper: 1e-4)
+    :param batch_size: policy minibatch size (paper: 4096)
+    :param beta: inverse temperature of the advantage weights ``exp(beta A)``
+    :param weight_clamp: upper clamp of the weights
+    :param critic_steps: IQL steps before the policy phase
+    :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
+    :param critic_learning_rate: IQL learning rate
+    :param gamma: discount
+    :param tau: Polyak coefficient of the target Q
+    :param expectile: IQL expectile
+    :param normalize_reward: IQL's locomotion reward scaling (stored as ``reward_scale``)
+    :param normalize_observations: standardise observations with dataset statistics
+    :param clip_actions: clip out-of-bounds dataset actions instead of raising
+    :param download: let Minari download a missing dataset
+    :param critic: a trained critic (or model, or saved model path) to reuse; skips critic training
+    :param policy_kwargs: policy arguments: ``generative_model`` ("gvp", "vpsde", "icfm"), ``net_arch``,
+        ``n_sampling_steps``, ``solver``, ...
+    :param stats_window_size: unused offline, kept for SB3 compatibility
+    :param tensorboard_log: tensorboard folder
+    :param verbose: verbosity
+    :param seed: random seed
+    :param device: device
+    :param _init_setup_model: build the networks at construction
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "GenerativePolicy": GenerativePolicy,
+        "MlpPolicy": MlpPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[GenerativePolicy],
+        env: GymEnv | str | None,
+        dataset: Any = None,
+        learning_rate: float | Schedule = 1e-4,
+        batch_size: int = 4096,
+        beta: float = 1.0,
+        weight_clamp: float = 100.0,
+        critic_steps: int = 200_000,
+        critic_batch_size: int | None = None,
+        critic_learning_rate: float = 3e-4,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        expectile: float = 0.7,
+        normalize_reward: bool = True,
+        normalize_observations: bool = False,
+        clip_actions: bool = False,
+        download: bool = False,
+        critic: Any = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        self.beta, self.weight_clamp = beta, weight_clamp
+        super().__init__(
+            policy,
+            env,
+            dataset=dataset,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            critic_steps=critic_steps,
+            critic_batch_size=critic_batch_size,
+            critic_learning_rate=critic_learning_rate,
+            gamma=gamma,
+            tau=tau,
+            expectile=expectile,
+            normalize_reward=normalize_reward,
+            normalize_observations=normalize_observations,
+            clip_actions=clip_actions,
+            download=download,
+            critic=critic,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=_init_setup_model,
+        )
+
+    def policy_loss(self, obs: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+        """GMPO's loss on a batch and its detached statistics.
+
+        :param obs: normalised states (B, n)
+        :param actions: dataset actions in [-1, 1] (B, d)
+        :return: (loss, statistics)
+        """
+        with th.no_grad():
+            advantage = self.critic.advantage(obs, actions)
+            weights = th.exp(self.beta * advantage)
+            clamped = weights.clamp(max=self.weight_clamp)
+        matching = self.actor.per_sample_loss(actions, obs)
+        loss = (clamped * matching).mean()
+        stats = {
+            "policy_loss": loss.detach(),
+            "matching_loss": matching.detach().mean(),
+            "advantage": advantage.mean(),
+            "weight": weights.mean(),
+            "clamped_weight": clamped.mean(),
+            "weight_clamped_fraction": (weights > self.weight_clamp).float().mean(),
+        }
+        return loss, stats
+
+    def train(self, gradient_steps: int, batch_size: int) -> None:
+        """GMPO policy steps: sample, weight by the frozen critic, one Adam step on the weighted matching loss.
+
+        :param gradient_steps: number of steps
+        :param batch_size: minibatch size
+        """
+        buffer = self._require_dataset()
+        self._update_learning_rate(self.policy.optimizer)
+        for _ in range(gradient_steps):
+            batch = buffer.sample(batch_size)
+            loss, stats = self.policy_loss(self.policy.normalize_obs(batch.observations), batch.actions)
+            self.policy.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.policy.optimizer.step()
+            self._record_train_stats(stats)
+        self._n_updates += gradient_steps
+
+    def learn(
+        self: SelfGMPO,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 100,
+        tb_log_name: str = "GMPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfGMPO:
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)

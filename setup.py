@@ -1,0 +1,42 @@
+"""Packaging for sb3_generative."""
+
+import os
+
+from setuptools import find_packages, setup
+
+with open(os.path.join("sb3_generative", "version.txt")) as file_handler:
+    __version__ = file_handler.read().strip()
+
+with open("README.md", encoding="utf-8") as file_handler:
+    long_description = file_handler.read()
+
+setup(
+    name="sb3_generative",
+    packages=[package for package in find_packages() if package.startswith("sb3_generative")],
+    package_data={"sb3_generative": ["py.typed", "version.txt", "zoo_configs/*.yml"]},
+    install_requires=[
+        "stable-baselines3>=2.7,<3.0",
+        "torch>=2.3",
+        "torchdiffeq>=0.2.4",
+        "gymnasium[mujoco]>=1.1",
+        "minari[hdf5]>=0.5.2,<0.6",
+        # d3rlpy 2.8.1 pins gymnasium==1.0.0; 2.8.0 works with current gymnasium (reference/d3rlpy_minari.md 1.6)
+        "d3rlpy==2.8.0",
+        "h5py>=3.8",
+        "pyyaml>=6.0",
+        "numpy>=1.24",
+        "tqdm",
+        "rich",
+    ],
+    extras_require={
+        "tests": ["pytest>=7.0", "pytest-xdist", "hypothesis>=6.0", "tensorboard>=2.9.1", "ruff", "mypy"],
+        "zoo": ["rl_zoo3>=2.7", "optuna>=3.0", "requests", "pandas"],
+        "plots": ["matplotlib"],
+    },
+    description="Generative (diffusion and flow-matching) policies for offline RL with Stable-Baselines3: GMPO and GMPG",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    version=__version__,
+    python_requires=">=3.10",
+    license="MIT",
+)
