@@ -13,7 +13,7 @@ with open("README.md", encoding="utf-8") as file_handler:
 setup(
     name="sb3_generative",
     packages=[package for package in find_packages() if package.startswith("sb3_generative")],
-    package_data={"sb3_generative": ["py.typed", "version.txt", "zoo_configs/*.yml"]},
+    package_data={"sb3_generative": ["py.typed", "version.txt"]},
     install_requires=[
         "stable-baselines3>=2.7,<3.0",
         "torch>=2.3",

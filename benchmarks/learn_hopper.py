@@ -35,12 +35,19 @@ def build(args: argparse.Namespace) -> GMPO:
         critic=args.critic,
     )
     if args.algo == "gmpo":
-        return GMPO("GenerativePolicy", args.env, beta=args.beta, weight_clamp=args.weight_clamp,
-                    learning_rate=args.learning_rate, **common)
+        return GMPO(
+            "GenerativePolicy",
+            args.env,
+            beta=args.beta,
+            weight_clamp=args.weight_clamp,
+            learning_rate=args.learning_rate,
+            **common,
+        )
     from sb3_generative import GMPG  # the GMPG issue
 
-    return GMPG("GenerativePolicy", args.env, beta=args.beta, bc_steps=args.bc_steps, learning_rate=args.learning_rate,
-                **common)
+    return GMPG(
+        "GenerativePolicy", args.env, beta=args.beta, bc_steps=args.bc_steps, learning_rate=args.learning_rate, **common
+    )
 
 
 def main() -> None:
@@ -71,14 +78,25 @@ def main() -> None:
     start = time.time()
     model = build(args)
     eval_env = make_vec_env(args.env, n_envs=args.eval_episodes, seed=1000 + args.seed)
-    callback = EvalCallback(eval_env, eval_freq=args.eval_freq, n_eval_episodes=args.eval_episodes,
-                            log_path=os.path.join(args.out, args.algo), deterministic=True, verbose=1)
+    callback = EvalCallback(
+        eval_env,
+        eval_freq=args.eval_freq,
+        n_eval_episodes=args.eval_episodes,
+        log_path=os.path.join(args.out, args.algo),
+        deterministic=True,
+        verbose=1,
+    )
     model.learn(args.steps, callback=callback, log_interval=1000)
     model.save(os.path.join(args.out, f"{args.algo}_hopper"))
     evals = np.load(os.path.join(args.out, args.algo, "evaluations.npz"))
     scores = model.normalized_score(evals["results"]).mean(axis=1)
     result = {
-        "command": "python benchmarks/learn_hopper.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "command": "python benchmarks/learn_hopper.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if v is not None
+        ),
         "algo": args.algo,
         "timesteps": evals["timesteps"].tolist(),
         "normalized_scores": [round(float(s), 1) for s in scores],

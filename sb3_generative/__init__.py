@@ -4,15 +4,18 @@ import os
 
 from sb3_generative.common.datasets import DatasetError, OfflineData, load_offline_data, normalized_score
 from sb3_generative.critics.iql import IQLCritic
+from sb3_generative.gmpg import GMPG
 from sb3_generative.gmpo import GMPO
-from sb3_generative.policies import GenerativeActorPolicy, GenerativePolicy, MlpPolicy
+from sb3_generative.policies import GenerativeActorPolicy, GenerativePolicy, GMPGPolicy, MlpPolicy
 
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as _file:
     __version__ = _file.read().strip()
 
 __all__ = [
+    "GMPG",
     "GMPO",
     "DatasetError",
+    "GMPGPolicy",
     "GenerativeActorPolicy",
     "GenerativePolicy",
     "IQLCritic",

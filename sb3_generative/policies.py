@@ -38,6 +38,9 @@ class GenerativeActorPolicy(BasePolicy):
     :param optimizer_kwargs: extra actor optimizer arguments
     """
 
+    obs_mean: th.Tensor
+    obs_std: th.Tensor
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -95,7 +98,9 @@ class GenerativeActorPolicy(BasePolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         self.actor = self.make_generative_model()
         self.critic = IQLCritic(self.obs_dim, self.action_dim, self.critic_net_arch, self.n_critics)
-        self.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

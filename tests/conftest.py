@@ -4,7 +4,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th

@@ -53,7 +53,9 @@ def test_unknown_model_and_parameterization_raise() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- solvers
-@pytest.mark.parametrize("method,steps,tol", [("euler", 2000, 2e-3), ("midpoint", 50, 1e-4), ("rk4", 20, 1e-7), ("dopri5", 2, 1e-5)])
+@pytest.mark.parametrize(
+    "method,steps,tol", [("euler", 2000, 2e-3), ("midpoint", 50, 1e-4), ("rk4", 20, 1e-7), ("dopri5", 2, 1e-5)]
+)
 def test_solvers_integrate_linear_ode(method: str, steps: int, tol: float) -> None:
     """dy/dt = -y from 1 gives exp(-1); every solver converges at its order."""
     y0 = (th.ones(3, dtype=th.float64),)

@@ -178,9 +178,14 @@ def test_same_seed_same_training(pendulum_id: str) -> None:
 # ---------------------------------------------------------------------------------------------------- callbacks
 def test_callbacks(pendulum_id: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     model = make_model(pendulum_id)
-    eval_cb = EvalCallback(make_vec_env("Pendulum-v1"), eval_freq=10, n_eval_episodes=1, log_path=str(tmp_path / "eval"),
-                           best_model_save_path=str(tmp_path / "best"),
-                           callback_after_eval=StopTrainingOnNoModelImprovement(100, min_evals=100))
+    eval_cb = EvalCallback(
+        make_vec_env("Pendulum-v1"),
+        eval_freq=10,
+        n_eval_episodes=1,
+        log_path=str(tmp_path / "eval"),
+        best_model_save_path=str(tmp_path / "best"),
+        callback_after_eval=StopTrainingOnNoModelImprovement(100, min_evals=100),
+    )
     checkpoint = CheckpointCallback(save_freq=10, save_path=str(tmp_path / "ckpt"))
     every = EveryNTimesteps(n_steps=10, callback=CheckpointCallback(save_freq=1, save_path=str(tmp_path / "every")))
     model.learn(30, callback=CallbackList([eval_cb, checkpoint, every]), progress_bar=True)
@@ -205,8 +210,14 @@ def test_logger_records_train_critic_and_time_keys(pendulum_id: str, tmp_path) -
     model.set_logger(configure(str(tmp_path / "log"), ["csv", "json"]))
     model.learn(20, log_interval=10)
     text = (tmp_path / "log" / "progress.json").read_text()
-    for key in ("train/policy_loss", "train/weight_clamped_fraction", "train/reward_scale", "time/fps",
-                "critic/q_loss", "critic/v_loss"):
+    for key in (
+        "train/policy_loss",
+        "train/weight_clamped_fraction",
+        "train/reward_scale",
+        "time/fps",
+        "critic/q_loss",
+        "critic/v_loss",
+    ):
         assert key in text, key
     last = [line for line in text.splitlines() if "train/policy_loss" in line][-1]
     import json

@@ -45,9 +45,15 @@ def test_losses_equal_d3rlpy_iqlimpl(d3rlpy_iql) -> None:  # type: ignore[no-unt
     d3rlpy_iql.impl.modules.targ_q_funcs.load_state_dict(copy_weights_target)
     b = batch()
     mini = TorchMiniBatch(
-        observations=b["obs"], actions=b["actions"], rewards=b["rewards"], next_observations=b["next_obs"],
-        next_actions=b["actions"], returns_to_go=b["rewards"], terminals=b["dones"],
-        intervals=th.ones_like(b["rewards"]), device="cpu:0",
+        observations=b["obs"],
+        actions=b["actions"],
+        rewards=b["rewards"],
+        next_observations=b["next_obs"],
+        next_actions=b["actions"],
+        returns_to_go=b["rewards"],
+        terminals=b["dones"],
+        intervals=th.ones_like(b["rewards"]),
+        device="cpu:0",
     )
     ref = d3rlpy_iql.impl.compute_critic_loss(mini, d3rlpy_iql.impl.compute_target(mini))
     q_loss, v_loss = critic.losses(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
@@ -63,9 +69,15 @@ def test_update_matches_d3rlpy_update_critic(d3rlpy_iql) -> None:  # type: ignor
     copy_weights(critic, d3rlpy_iql)
     b = batch(1)
     mini = TorchMiniBatch(
-        observations=b["obs"], actions=b["actions"], rewards=b["rewards"], next_observations=b["next_obs"],
-        next_actions=b["actions"], returns_to_go=b["rewards"], terminals=b["dones"],
-        intervals=th.ones_like(b["rewards"]), device="cpu:0",
+        observations=b["obs"],
+        actions=b["actions"],
+        rewards=b["rewards"],
+        next_observations=b["next_obs"],
+        next_actions=b["actions"],
+        returns_to_go=b["rewards"],
+        terminals=b["dones"],
+        intervals=th.ones_like(b["rewards"]),
+        device="cpu:0",
     )
     d3rlpy_iql.impl.update_critic(mini)
     d3rlpy_iql.impl.update_critic_target()

@@ -158,10 +158,18 @@ def from_minari(minari_dataset: Any, source: str | None = None) -> OfflineData:
     if not cols["obs"]:
         raise DatasetError(f"Minari dataset {source or minari_dataset.id!r} holds no episodes")
     metadata = minari_dataset.storage.metadata
+    obs, act, rew, next_obs, term, trunc = (
+        np.concatenate(cols[k]) for k in ("obs", "act", "rew", "next_obs", "term", "trunc")
+    )
     return _make(
-        *(np.concatenate(cols[k]) for k in ("obs", "act", "rew", "next_obs", "term", "trunc")),
-        observation_space=minari_dataset.observation_space,
-        action_space=minari_dataset.action_space,
+        obs,
+        act,
+        rew,
+        next_obs,
+        term,
+        trunc,
+        minari_dataset.observation_space,
+        minari_dataset.action_space,
         source=source or minari_dataset.id,
         ref_min_score=metadata.get("ref_min_score"),
         ref_max_score=metadata.get("ref_max_score"),
@@ -270,7 +278,9 @@ def infer_action_space(actions: np.ndarray) -> spaces.Box:
     dim = actions.shape[1:]
     if actions.size == 0 or (np.nanmin(actions) >= -1.0 and np.nanmax(actions) <= 1.0):
         return spaces.Box(-1.0, 1.0, dim, np.float32)
-    warnings.warn("Actions exceed [-1, 1]; the action space is inferred from the data's range. Pass env= to set it.")
+    warnings.warn(
+        "Actions exceed [-1, 1]; the action space is inferred from the data's range. Pass env= to set it.", stacklevel=2
+    )
     low, high = np.nanmin(actions, axis=0), np.nanmax(actions, axis=0)
     return spaces.Box(low.astype(np.float32), np.maximum(high, low + 1e-6).astype(np.float32), dtype=np.float32)
 
@@ -328,7 +338,8 @@ def _first_bad(name: str, array: np.ndarray) -> str | None:
     if not bad.any():
         return None
     rows = bad.reshape(len(array), -1).any(axis=1)
-    return f"{name}: {int(bad.sum())} non-finite value(s) (NaN or inf) in {int(rows.sum())} row(s), first at index {int(np.argmax(rows))}"
+    first = int(np.argmax(rows))
+    return f"{name}: {int(bad.sum())} non-finite value(s) (NaN or inf) in {int(rows.sum())} row(s), first at index {first}"
 
 
 def check_finite_and_nonempty(data: OfflineData) -> None:
@@ -340,9 +351,7 @@ def check_finite_and_nonempty(data: OfflineData) -> None:
         raise DatasetError(f"The dataset {data.source or ''} is empty: it holds no transitions".replace("  ", " "))
     problems = [
         msg
-        for msg in (
-            _first_bad(key, getattr(data, key)) for key in ("observations", "actions", "rewards", "next_observations")
-        )
+        for msg in (_first_bad(key, getattr(data, key)) for key in ("observations", "actions", "rewards", "next_observations"))
         if msg
     ]
     if problems:
@@ -381,7 +390,7 @@ def check_against_spaces(
             f"[{low.min()}, {high.max()}] (first at index {int(np.argmax(rows))}); pass clip_actions=True to clip them"
         )
     if outside.any():
-        warnings.warn(f"Clipping {int(outside.any(axis=1).sum())} dataset actions into the action space bounds")
+        warnings.warn(f"Clipping {int(outside.any(axis=1).sum())} dataset actions into the action space bounds", stacklevel=2)
     np.clip(data.actions, low, high, out=data.actions)
 
 
@@ -396,7 +405,7 @@ def locomotion_reward_scale(data: OfflineData, multiplier: float = 1000.0) -> fl
     returns = data.episode_returns()
     spread = float(returns.max() - returns.min()) if returns.size else 0.0
     if not math.isfinite(spread) or spread <= 1e-8:
-        warnings.warn("All dataset episodes have the same return: reward scaling is left at 1.0")
+        warnings.warn("All dataset episodes have the same return: reward scaling is left at 1.0", stacklevel=2)
         return 1.0
     return multiplier / spread
 

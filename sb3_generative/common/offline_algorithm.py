@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 import gymnasium as gym
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
@@ -193,8 +194,13 @@ class OfflineAlgorithm(BaseAlgorithm):
         if not self.statistics_fitted:
             self._fit_statistics(data)
         self.dataset_source = data.source
+        assert isinstance(self.action_space, spaces.Box)  # checked above
         self.replay_buffer = OfflineReplayBuffer(
-            data, self.action_space, self.device, reward_scale=self.reward_scale, seed=self.seed  # type: ignore[arg-type]
+            data,
+            self.action_space,
+            self.device,
+            reward_scale=self.reward_scale,
+            seed=self.seed,  # type: ignore[arg-type]
         )
         self.ref_min_score, self.ref_max_score = data.ref_min_score, data.ref_max_score
         if self.verbose >= 1:
@@ -212,9 +218,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         if self.replay_buffer is None and self.dataset_source is not None:
             self.set_dataset(self.dataset_source)
         if self.replay_buffer is None:
-            raise DatasetError(
-                "No dataset is attached: pass dataset= to the constructor or to load(), or call set_dataset()"
-            )
+            raise DatasetError("No dataset is attached: pass dataset= to the constructor or to load(), or call set_dataset()")
         return self.replay_buffer
 
     def normalized_score(self, returns: float | np.ndarray | list[float]) -> np.ndarray:
@@ -224,7 +228,9 @@ class OfflineAlgorithm(BaseAlgorithm):
         """
         from sb3_generative.common.datasets import normalized_score
 
-        return normalized_score(returns, ref_min_score=getattr(self, "ref_min_score", None), ref_max_score=getattr(self, "ref_max_score", None))
+        return normalized_score(
+            returns, ref_min_score=getattr(self, "ref_min_score", None), ref_max_score=getattr(self, "ref_max_score", None)
+        )
 
     # ------------------------------------------------------------------------------------------------ critic
     def load_critic(self, source: Any) -> None:
@@ -239,8 +245,11 @@ class OfflineAlgorithm(BaseAlgorithm):
             state = source.state_dict()
         elif isinstance(source, (str, pathlib.Path, io.BufferedIOBase)):
             _, params, _ = load_from_zip_file(source, device=self.device)
+            if params is None or "policy" not in params:
+                raise ValueError(f"{source!r} holds no policy parameters to take a critic from")
             prefix = "critic."
-            state = {k[len(prefix) :]: v for k, v in params["policy"].items() if k.startswith(prefix)}
+            policy_state: dict[str, th.Tensor] = params["policy"]  # type: ignore[assignment]
+            state = {k[len(prefix) :]: v for k, v in policy_state.items() if k.startswith(prefix)}
         else:
             raise TypeError(f"critic must be an IQLCritic, an OfflineAlgorithm or a path, got {type(source).__name__}")
         try:
@@ -255,8 +264,10 @@ class OfflineAlgorithm(BaseAlgorithm):
                 f"The critic was trained with reward scale {other.reward_scale:.6g}, this model uses "
                 f"{self.reward_scale:.6g}: Q values would be on another scale"
             )
-        if not (th.allclose(other.policy.obs_mean.cpu(), self.policy.obs_mean.cpu())
-                and th.allclose(other.policy.obs_std.cpu(), self.policy.obs_std.cpu())):
+        if not (
+            th.allclose(other.policy.obs_mean.cpu(), self.policy.obs_mean.cpu())
+            and th.allclose(other.policy.obs_std.cpu(), self.policy.obs_std.cpu())
+        ):
             raise ValueError("The critic was trained with other observation statistics (normalize_observations differs)")
 
     def _train_critic(self, progress_bar: bool, log_interval: int) -> None:
@@ -267,6 +278,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         if remaining <= 0:
             return
         self.policy.set_training_mode(True)
+        self.critic.q_funcs.requires_grad_(True)
+        self.critic.value_func.requires_grad_(True)
         stats: dict[str, th.Tensor] = {}
         with _phase_bar(progress_bar, remaining, "critic") as bar:
             for _ in range(remaining):
@@ -341,7 +354,9 @@ class OfflineAlgorithm(BaseAlgorithm):
         :return: the trained model
         """
         self._require_dataset()
-        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
         self._pretrain(progress_bar, log_interval)
         self.start_time = time.time_ns()  # fps of the policy phase only
         callback.on_training_start(locals(), globals())
@@ -434,7 +449,7 @@ def _recover_env(data: OfflineData) -> gym.Env | None:
     try:
         return gym.make(data.env_spec)
     except Exception as error:  # the dataset's env may need packages the user lacks: spaces from the data then
-        warnings.warn(f"Could not recreate the dataset's environment ({error}); using the dataset's spaces")
+        warnings.warn(f"Could not recreate the dataset's environment ({error}); using the dataset's spaces", stacklevel=2)
         return None
 
 

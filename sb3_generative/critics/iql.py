@@ -19,8 +19,8 @@ def _import_d3rlpy() -> Any:
     import torch._dynamo
 
     compiled_autograd = torch._dynamo.config.compiled_autograd
-    import d3rlpy  # noqa: F401
-    import d3rlpy.models  # noqa: F401
+    import d3rlpy
+    import d3rlpy.models
 
     th.set_float32_matmul_precision(precision)
     torch._dynamo.config.compiled_autograd = compiled_autograd
@@ -61,7 +61,11 @@ class IQLCritic(nn.Module):
             raise ValueError(f"expectile must lie in (0, 1), got {expectile}")
         encoder = VectorEncoderFactory(hidden_units=[int(h) for h in net_arch])
         q_kwargs: dict[str, Any] = dict(
-            encoder_factory=encoder, q_func_factory=MeanQFunctionFactory(), n_ensembles=n_critics, device="cpu:0", enable_ddp=False
+            encoder_factory=encoder,
+            q_func_factory=MeanQFunctionFactory(),
+            n_ensembles=n_critics,
+            device="cpu:0",
+            enable_ddp=False,
         )
         self.q_funcs, self._q_forwarder = create_continuous_q_function((obs_dim,), action_dim, **q_kwargs)
         self.targ_q_funcs, self._targ_q_forwarder = create_continuous_q_function((obs_dim,), action_dim, **q_kwargs)

@@ -18,6 +18,8 @@ class GaussianFourierTimeEmbedding(nn.Module):
     :param scale: standard deviation of the frequencies (reference: 30)
     """
 
+    freqs: th.Tensor
+
     def __init__(self, embed_dim: int = 32, scale: float = 30.0) -> None:
         super().__init__()
         if embed_dim % 2:
@@ -81,15 +83,11 @@ class TemporalSpatialResidualNet(nn.Module):
             raise ValueError("hidden_sizes needs at least one width")
         self.time_embed = GaussianFourierTimeEmbedding(time_embed_dim, fourier_scale)
         self.cond_embed = nn.Sequential(nn.Linear(obs_dim, cond_embed_dim), nn.SiLU())
-        self.merge = nn.Sequential(
-            nn.Linear(time_embed_dim + cond_embed_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
-        )
+        self.merge = nn.Sequential(nn.Linear(time_embed_dim + cond_embed_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.first = ResidualBlock(action_dim, hidden[0], emb_dim)
         self.down = nn.ModuleList(ResidualBlock(hidden[i], hidden[i + 1], emb_dim) for i in range(len(hidden) - 1))
         self.middle = ResidualBlock(hidden[-1], hidden[-1], emb_dim)
-        self.up = nn.ModuleList(
-            ResidualBlock(2 * hidden[i], hidden[i - 1], emb_dim) for i in range(len(hidden) - 1, 0, -1)
-        )
+        self.up = nn.ModuleList(ResidualBlock(2 * hidden[i], hidden[i - 1], emb_dim) for i in range(len(hidden) - 1, 0, -1))
         self.last = nn.Linear(2 * hidden[0], action_dim)
 
     def embed(self, t: th.Tensor, obs: th.Tensor) -> th.Tensor:

@@ -182,7 +182,9 @@ def make_path(name: str, parameterization: str | None = None) -> ProbabilityPath
     if key == "vpsde":
         return VPSDEPath(parameterization or "noise")
     if parameterization not in (None, "velocity"):
-        raise ValueError(f"Generative model {name!r} predicts velocities; parameterization {parameterization!r} is unsupported")
+        raise ValueError(
+            f"Generative model {name!r} predicts velocities; parameterization {parameterization!r} is unsupported"
+        )
     if key == "gvp":
         return GVPPath()
     if key == "icfm":

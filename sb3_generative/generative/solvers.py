@@ -72,11 +72,11 @@ def integrate(
         (memory linear in the batch only, for long grids with gradients)
     :param rtol: relative tolerance of adaptive methods
     :param atol: absolute tolerance of adaptive methods
-    :param adjoint_params: with a torchdiffeq method, solve the backward pass by the adjoint method with respect to
-        these parameters (None: backpropagate through the solver's operations)
+    :param adjoint_params: solve the backward pass by torchdiffeq's adjoint method with respect to these parameters
+        (the same method on the same grid; None: backpropagate through the solver's operations)
     :return: the state at the last grid point
     """
-    if method in _STEPS:
+    if method in _STEPS and adjoint_params is None:
         step = _STEPS[method]
         y = y0
         for i in range(grid.shape[0] - 1):

@@ -1,0 +1,253 @@
+"""GMPG: Generative Model Policy Gradient (Zhang et al., "Revisiting Generative Policies", arXiv 2412.01245).
+
+Stages (reference/generativerl.md 2.1): behaviour cloning of a base model mu by flow matching, the IQL critic,
+pi initialised from mu, mu frozen; then pathwise policy gradient steps on
+
+    L(theta) = mean_s[ -beta min_k Q_k(s, a_theta) + (log pi_theta(a_theta | s) - log mu(a_theta | s)) / (d ln 2) ]
+
+with a_theta = Phi_theta(z; s) the ODE sample from z ~ N(0, I), differentiated through the solver. The second term
+is a one-sample estimate of KL(pi || mu) in bits per action dimension. Log-densities come from the instantaneous
+change of variables with the exact divergence (Hutchinson as an option); log pi is accumulated along the sampling
+solve itself, so one step costs two augmented solves (pi forward, mu backward) instead of the reference's three
+1000-point adjoint solves, and its gradients are exact rather than the reference's approximation.
+"""
+
+import math
+from typing import Any, ClassVar, TypeVar
+
+import torch as th
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+
+from sb3_generative.common.offline_algorithm import OfflineAlgorithm, _accumulate, _phase_bar
+from sb3_generative.generative.likelihood import DIVERGENCES
+from sb3_generative.generative.solvers import ADAPTIVE_SOLVERS
+from sb3_generative.policies import GMPGPolicy
+
+SelfGMPG = TypeVar("SelfGMPG", bound="GMPG")
+GRADIENT_METHODS = ("backprop", "checkpoint", "adjoint")
+
+
+class GMPG(OfflineAlgorithm):
+    """Generative Model Policy Gradient with exact likelihood gradients.
+
+    Paper: https://arxiv.org/abs/2412.01245. Reference code: https://github.com/opendilab/GenerativeRL
+    (``grl/algorithms/gmpg.py``).
+
+    :param policy: "GenerativePolicy" (alias "MlpPolicy") or a policy class
+    :param env: environment or id for evaluation (never stepped); None recovers it from a Minari dataset
+    :param dataset: a local Minari id, ``MinariDataset``, D4RL-format ``.hdf5``/``.npz`` path or dict of arrays
+    :param learning_rate: policy-gradient learning rate (paper: 1e-6 to 1e-4 per task)
+    :param batch_size: states per policy-gradient step (paper: 40960)
+    :param beta: weight of ``-Q`` against the KL term
+    :param bc_steps: flow-matching behaviour-cloning steps of mu before the critic
+    :param bc_learning_rate: behaviour-cloning learning rate
+    :param bc_batch_size: behaviour-cloning minibatch size (None: ``critic_batch_size`` or ``batch_size``)
+    :param n_gradient_steps: solver steps of the differentiated sample and of both likelihood solves
+    :param gradient_solver: fixed-grid solver of those solves ("euler", "midpoint", "rk4"). The default, 4 RK4 steps
+        (16 network evaluations per solve), keeps the forward-solve log pi and the backward-solve log mu of the same
+        model within 0.02 nats of each other on a narrow Gaussian, where 8 Euler steps are 0.3 nats apart: a gap
+        the optimiser would exploit as a fake negative KL (benchmarks/RESULTS.md)
+    :param divergence: "exact" (d vector-Jacobian products, exact gradients) or "hutchinson"
+    :param gradient_method: "backprop" through the solver, "checkpoint" (recompute each step, memory linear in
+        the batch only) or "adjoint" (torchdiffeq's adjoint method)
+    :param chunk_size: states per forward/backward pass; gradients of the chunks are summed before one step
+        (None: the whole batch at once)
+    :param grid_jitter: move the interior points of those solves' grids randomly, by up to this fraction of a step,
+        at every update (0: fixed grids). A fixed grid lets pi hide structure between its evaluation times and fake a
+        negative KL; a fresh grid each update closes that loophole
+    :param critic_steps: IQL steps (skipped with ``critic=``)
+    :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
+    :param critic_learning_rate: IQL learning rate
+    :param gamma: discount
+    :param tau: Polyak coefficient of the target Q
+    :param expectile: IQL expectile
+    :param normalize_reward: IQL's locomotion reward scaling (stored as ``reward_scale``)
+    :param normalize_observations: standardise observations with dataset statistics
+    :param clip_actions: clip out-of-bounds dataset actions instead of raising
+    :param download: let Minari download a missing dataset
+    :param critic: a trained critic (or model, or saved model path) to reuse
+    :param policy_kwargs: policy arguments (``generative_model``, ``net_arch``, ``n_sampling_steps``, ...)
+    :param stats_window_size: unused offline
+    :param tensorboard_log: tensorboard folder
+    :param verbose: verbosity
+    :param seed: random seed
+    :param device: device
+    :param _init_setup_model: build the networks at construction
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"GenerativePolicy": GMPGPolicy, "MlpPolicy": GMPGPolicy}
+    policy: GMPGPolicy
+
+    def __init__(
+        self,
+        policy: str | type[GMPGPolicy],
+        env: GymEnv | str | None,
+        dataset: Any = None,
+        learning_rate: float | Schedule = 1e-4,
+        batch_size: int = 4096,
+        beta: float = 1.0,
+        bc_steps: int = 200_000,
+        bc_learning_rate: float = 1e-4,
+        bc_batch_size: int | None = None,
+        n_gradient_steps: int = 4,
+        gradient_solver: str = "rk4",
+        divergence: str = "exact",
+        gradient_method: str = "backprop",
+        chunk_size: int | None = None,
+        grid_jitter: float = 1.0,
+        critic_steps: int = 200_000,
+        critic_batch_size: int | None = None,
+        critic_learning_rate: float = 3e-4,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        expectile: float = 0.7,
+        normalize_reward: bool = True,
+        normalize_observations: bool = False,
+        clip_actions: bool = False,
+        download: bool = False,
+        critic: Any = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        _check_choice("divergence", divergence, DIVERGENCES)
+        _check_choice("gradient_method", gradient_method, GRADIENT_METHODS)
+        if gradient_solver in ADAPTIVE_SOLVERS:
+            raise ValueError(f"gradient_solver must be a fixed-grid solver (euler, midpoint, rk4), got {gradient_solver!r}")
+        self.beta, self.bc_steps, self.bc_learning_rate, self.bc_batch_size = beta, bc_steps, bc_learning_rate, bc_batch_size
+        self.n_gradient_steps, self.gradient_solver = n_gradient_steps, gradient_solver
+        self.divergence, self.gradient_method, self.chunk_size = divergence, gradient_method, chunk_size
+        self.grid_jitter = grid_jitter
+        self.bc_steps_done = 0
+        super().__init__(
+            policy,
+            env,
+            dataset=dataset,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            critic_steps=critic_steps,
+            critic_batch_size=critic_batch_size,
+            critic_learning_rate=critic_learning_rate,
+            gamma=gamma,
+            tau=tau,
+            expectile=expectile,
+            normalize_reward=normalize_reward,
+            normalize_observations=normalize_observations,
+            clip_actions=clip_actions,
+            download=download,
+            critic=critic,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=_init_setup_model,
+        )
+
+    # ------------------------------------------------------------------------------------------------ stages
+    def _pretrain(self, progress_bar: bool, log_interval: int) -> None:
+        """Behaviour cloning of mu (then copied into pi and frozen), then the IQL critic."""
+        self._behaviour_cloning(progress_bar, log_interval)
+        self._train_critic(progress_bar, log_interval)
+
+    def _behaviour_cloning(self, progress_bar: bool, log_interval: int) -> None:
+        """Flow-matching BC of the actor for ``bc_steps``; then mu <- pi (reference 2.1, stage 3)."""
+        remaining = self.bc_steps - self.bc_steps_done
+        if remaining <= 0:
+            return
+        buffer = self._require_dataset()
+        batch_size = self.bc_batch_size or self.critic_batch_size or self.batch_size
+        optimizer = th.optim.Adam(self.actor.parameters(), lr=self.bc_learning_rate)
+        self.policy.set_training_mode(True)
+        stats: dict[str, th.Tensor] = {}
+        with _phase_bar(progress_bar, remaining, "behaviour cloning") as bar:
+            for _ in range(remaining):
+                batch = buffer.sample(batch_size)
+                loss = self.actor.per_sample_loss(batch.actions, self.policy.normalize_obs(batch.observations)).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                _accumulate(stats, {"loss": loss.detach()})
+                self.bc_steps_done += 1
+                bar.update(1)
+                if self.bc_steps_done % log_interval == 0 or self.bc_steps_done == self.bc_steps:
+                    self._dump_phase_logs("bc", stats, self.bc_steps_done)
+                    stats = {}
+        self.policy.reference.load_state_dict(self.actor.state_dict())
+
+    # ------------------------------------------------------------------------------------------------ loss
+    def _solve_kwargs(self) -> dict[str, Any]:
+        return dict(
+            n_steps=self.n_gradient_steps,
+            solver=self.gradient_solver,
+            divergence=self.divergence,
+            with_grad=True,
+            use_checkpoint=self.gradient_method == "checkpoint",
+            adjoint=self.gradient_method == "adjoint",
+            grid_jitter=self.grid_jitter,
+        )
+
+    def policy_loss(self, obs: th.Tensor, noise: th.Tensor | None = None) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+        """GMPG's objective on a batch of states and its detached statistics.
+
+        :param obs: normalised states (B, n)
+        :param noise: initial noise (B, d); None draws N(0, I)
+        :return: (loss, statistics)
+        """
+        kwargs = self._solve_kwargs()
+        actions, log_pi = self.actor.sample_with_log_prob(obs, noise, **kwargs)
+        log_mu = self.policy.reference.log_prob(actions, obs, **kwargs)
+        q_value = self.critic.q_value(obs, actions).squeeze(-1)
+        bits = self.actor.action_dim * math.log(2.0)
+        kl = (log_pi - log_mu) / bits  # one-sample KL(pi || mu) in bits per dimension
+        loss = (-self.beta * q_value + kl).mean()
+        stats = {
+            "policy_loss": loss.detach(),
+            "q": q_value.detach().mean(),
+            "kl": kl.detach().mean(),
+            "log_pi": log_pi.detach().mean(),
+            "log_mu": log_mu.detach().mean(),
+        }
+        return loss, stats
+
+    def train(self, gradient_steps: int, batch_size: int) -> None:
+        """Pathwise policy-gradient steps; large batches are processed in chunks and their gradients summed.
+
+        :param gradient_steps: number of steps
+        :param batch_size: states per step
+        """
+        buffer = self._require_dataset()
+        self._update_learning_rate(self.policy.optimizer)
+        self.critic.requires_grad_(False)  # the critic only passes gradients to the actions
+        chunk = self.chunk_size or batch_size
+        for _ in range(gradient_steps):
+            obs = self.policy.normalize_obs(buffer.sample(batch_size).observations)
+            self.policy.optimizer.zero_grad(set_to_none=True)
+            for part in obs.split(chunk):
+                loss, stats = self.policy_loss(part)
+                (loss * (part.shape[0] / batch_size)).backward()
+                self._record_train_stats(stats)
+            self.policy.optimizer.step()
+        self._n_updates += gradient_steps
+
+    def learn(
+        self: SelfGMPG,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 100,
+        tb_log_name: str = "GMPG",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfGMPG:
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

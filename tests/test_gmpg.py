@@ -1,0 +1,169 @@
+"""GMPG: stages, SB3 behaviours, gradient methods, and the policy gradient against the KL term on a toy."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.logger import configure
+
+from sb3_generative import GMPG
+from tests.conftest import TINY, TINY_POLICY
+
+GMPG_TINY = dict(TINY, bc_steps=20, n_gradient_steps=3)
+
+
+def make_model(pendulum_id: str, **kwargs) -> GMPG:  # type: ignore[no-untyped-def]
+    return GMPG("GenerativePolicy", "Pendulum-v1", dataset=pendulum_id, **{**GMPG_TINY, "seed": 0, **kwargs})
+
+
+def test_stages_copy_mu_into_pi_and_freeze_it(pendulum_id: str) -> None:
+    model = make_model(pendulum_id)
+    model.learn(0)
+    assert model.bc_steps_done == 20 and model.critic_steps_done == 20
+    actor, reference = model.policy.actor.state_dict(), model.policy.reference.state_dict()
+    for key in actor:
+        assert th.equal(actor[key], reference[key]), key
+    assert not any(p.requires_grad for p in model.policy.reference.parameters())
+    model.learn(5)
+    assert not th.equal(model.policy.actor.net.last.weight, model.policy.reference.net.last.weight)
+    for key, value in reference.items():
+        assert th.equal(value, model.policy.reference.state_dict()[key]), key  # mu never moves
+
+
+def test_save_load_keeps_mu_and_predictions(pendulum_id: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = make_model(pendulum_id).learn(5)
+    obs = np.zeros((3, 3), dtype=np.float32)
+    model.save(tmp_path / "gmpg")
+    loaded = GMPG.load(tmp_path / "gmpg")
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    assert th.equal(loaded.policy.reference.net.last.weight, model.policy.reference.net.last.weight)
+    assert loaded.bc_steps_done == 20
+    loaded.learn(2)
+    assert loaded.bc_steps_done == 20  # stages are not run again
+
+
+def test_same_seed_same_training(pendulum_id: str) -> None:
+    a = make_model(pendulum_id, seed=5).learn(3).policy.state_dict()
+    b = make_model(pendulum_id, seed=5).learn(3).policy.state_dict()
+    for key in a:
+        assert th.equal(a[key], b[key]), key
+
+
+def test_logger_keys_and_callbacks(pendulum_id: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = make_model(pendulum_id)
+    model.set_logger(configure(str(tmp_path / "log"), ["json"]))
+    model.learn(4, log_interval=2, callback=CheckpointCallback(2, str(tmp_path / "ckpt")), progress_bar=True)
+    lines = [json.loads(line) for line in (tmp_path / "log" / "progress.json").read_text().splitlines()]
+    policy_rows = [row for row in lines if "train/kl" in row]
+    assert len(policy_rows) == 2
+    for key in ("train/q", "train/kl", "train/log_pi", "train/log_mu", "train/policy_loss"):
+        assert np.isfinite(policy_rows[-1][key]), key
+    assert any("bc/loss" in row for row in lines) and any("critic/q_loss" in row for row in lines)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["rl_model_2_steps.zip", "rl_model_4_steps.zip"]
+
+
+def test_critic_shared_with_gmpo(pendulum_id: str) -> None:
+    from sb3_generative import GMPO
+
+    gmpo = GMPO("GenerativePolicy", "Pendulum-v1", dataset=pendulum_id, **TINY).learn(1)
+    gmpg = make_model(pendulum_id, critic=gmpo.critic)
+    assert gmpg.critic_steps_done == gmpg.critic_steps
+    assert th.equal(gmpg.critic.value_func._fc.weight, gmpo.critic.value_func._fc.weight)
+
+
+def test_gradient_methods_agree(pendulum_id: str) -> None:
+    model = make_model(pendulum_id)
+    model.learn(0)
+    obs, noise = th.randn(6, 3), th.randn(6, 1)
+    grads = {}
+    for method in ("backprop", "checkpoint", "adjoint"):
+        model.gradient_method = method
+        model.policy.optimizer.zero_grad()
+        loss, _ = model.policy_loss(obs, noise)
+        loss.backward()
+        grads[method] = th.cat([p.grad.flatten() for p in model.actor.parameters() if p.grad is not None])
+    assert th.allclose(grads["backprop"], grads["checkpoint"], atol=1e-6)
+    # torchdiffeq's adjoint of Euler is Euler on the adjoint ODE: close to, not equal to, the discrete gradient
+    assert th.nn.functional.cosine_similarity(grads["backprop"], grads["adjoint"], dim=0) > 0.95
+
+
+def test_chunked_batch_and_hutchinson_run(pendulum_id: str) -> None:
+    model = make_model(pendulum_id, chunk_size=8, divergence="hutchinson")
+    model.learn(2)
+    assert model._n_updates == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(divergence="trace"), "divergence"),
+        (dict(gradient_method="magic"), "gradient_method"),
+        (dict(gradient_solver="dopri5"), "fixed-grid"),
+    ],
+)
+def test_bad_options_raise(pendulum_id: str, kwargs, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        make_model(pendulum_id, **kwargs)
+
+
+def test_vpsde_uses_velocity_parameterization_for_flow_matching_bc(pendulum_id: str) -> None:
+    model = make_model(pendulum_id, policy_kwargs={**TINY_POLICY, "generative_model": "vpsde"})
+    assert model.actor.path.parameterization == "velocity" and model.policy.reference.path.parameterization == "velocity"
+    model.learn(2)
+
+
+def test_policy_gradient_trades_q_against_kl_as_beta_varies() -> None:
+    """mu ~ N(0, 0.2^2) cloned from data, Q(s, a) = a. The optimum of E[-beta Q] + KL / (d ln 2) is mu tilted by
+    exp(beta d ln2 a): the same Gaussian shifted by beta ln2 0.2^2. Larger beta moves actions further up Q, the
+    KL term keeps the spread of mu."""
+    rng = np.random.default_rng(0)
+    n, s = 4000, 0.2
+    data = dict(
+        observations=np.zeros((n, 1), np.float32),
+        actions=rng.normal(0, s, (n, 1)).astype(np.float32),
+        rewards=np.zeros(n, np.float32),
+        next_observations=np.zeros((n, 1), np.float32),
+        terminals=np.zeros(n, bool),
+        timeouts=np.zeros(n, bool),
+    )
+    th.manual_seed(0)
+    model = GMPG(
+        "GenerativePolicy",
+        None,
+        dataset=data,
+        batch_size=128,
+        bc_steps=1000,
+        bc_learning_rate=3e-3,
+        critic_steps=0,
+        learning_rate=3e-3,
+        seed=0,
+        normalize_reward=False,
+        policy_kwargs=dict(net_arch=[64, 64], time_embed_dim=16, cond_embed_dim=8, emb_dim=32),
+    )
+    model.learn(0)  # behaviour cloning only
+    model.critic.q_value = lambda obs, actions, reduction="min": actions[:, :1]  # type: ignore[method-assign]
+    cloned = copy.deepcopy(model.policy.actor.state_dict())
+
+    def tilt(beta: float) -> tuple[float, float, float]:
+        model.policy.actor.load_state_dict(cloned)
+        model.policy.optimizer = th.optim.Adam(model.policy.actor.parameters(), lr=3e-3)
+        model.beta = beta
+        model.learn(100)
+        with th.no_grad():
+            actions = model.policy.actor.sample(th.zeros(4000, 1)).squeeze(-1)
+            _, stats = model.policy_loss(th.zeros(2000, 1))
+        return actions.mean().item(), actions.std().item(), stats["kl"].item()
+
+    results = {beta: tilt(beta) for beta in (0.0, 3.0, 10.0)}
+    shifts = {beta: mean - results[0.0][0] for beta, (mean, _, _) in results.items()}
+    assert abs(results[0.0][0]) < 0.05 and abs(results[0.0][2]) < 0.05  # beta = 0: pi stays mu
+    assert 0.0 < shifts[3.0] < shifts[10.0]
+    for beta in (3.0, 10.0):
+        expected = beta * math.log(2.0) * s**2
+        assert 0.5 * expected < shifts[beta] < 1.6 * expected, (beta, shifts[beta], expected)
+        assert 0.6 * s < results[beta][1] < 1.4 * s  # the KL keeps the spread of mu
+    assert results[10.0][2] > results[3.0][2] > 0.0
