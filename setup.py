@@ -13,7 +13,8 @@ with open("README.md", encoding="utf-8") as file_handler:
 setup(
     name="sb3_generative",
     packages=[package for package in find_packages() if package.startswith("sb3_generative")],
-    package_data={"sb3_generative": ["py.typed", "version.txt"]},
+    package_data={"sb3_generative": ["py.typed", "version.txt", "zoo_configs/*.yml"]},
+    entry_points={"console_scripts": ["sb3-generative-zoo=sb3_generative.zoo:main"]},
     install_requires=[
         "stable-baselines3>=2.7,<3.0",
         "torch>=2.3",
@@ -29,7 +30,18 @@ setup(
         "rich",
     ],
     extras_require={
-        "tests": ["pytest>=7.0", "pytest-xdist", "hypothesis>=6.0", "tensorboard>=2.9.1", "ruff", "mypy"],
+        "tests": [
+            "pytest>=7.0",
+            "pytest-xdist",
+            "hypothesis>=6.0",
+            "tensorboard>=2.9.1",
+            "ruff",
+            "mypy",
+            "rl_zoo3>=2.7",
+            "optuna>=3.0",
+            "requests",
+            "pandas",
+        ],
         "zoo": ["rl_zoo3>=2.7", "optuna>=3.0", "requests", "pandas"],
         "plots": ["matplotlib"],
     },

@@ -17,6 +17,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
 
 import sb3_generative
 from sb3_generative import GMPO
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--critic-steps", type=int, default=100_000)
     parser.add_argument("--critic-batch-size", type=int, default=256)
     parser.add_argument("--bc-steps", type=int, default=30_000)
+    parser.add_argument("--bc-learning-rate", type=float, default=3e-4)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--beta", type=float, default=16.0)
@@ -68,6 +70,7 @@ def main() -> None:
     parser.add_argument("--critic", default=None, help="saved model whose critic is reused")
     parser.add_argument("--eval-freq", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--log-interval", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
     parser.add_argument("--out", default="benchmarks/out/hopper")
@@ -86,7 +89,13 @@ def main() -> None:
         deterministic=True,
         verbose=1,
     )
-    model.learn(args.steps, callback=callback, log_interval=1000)
+    start_score = None
+    if args.algo == "gmpg":  # score the behaviour-cloned model before any policy-gradient step
+        model.learn(0)
+        returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, return_episode_rewards=True)
+        start_score = round(float(model.normalized_score(returns).mean()), 1)
+        print(f"behaviour-cloned model: normalised score {start_score}", flush=True)
+    model.learn(args.steps, callback=callback, log_interval=args.log_interval, reset_num_timesteps=args.algo != "gmpg")
     model.save(os.path.join(args.out, f"{args.algo}_hopper"))
     evals = np.load(os.path.join(args.out, args.algo, "evaluations.npz"))
     scores = model.normalized_score(evals["results"]).mean(axis=1)
@@ -101,6 +110,7 @@ def main() -> None:
         "timesteps": evals["timesteps"].tolist(),
         "normalized_scores": [round(float(s), 1) for s in scores],
         "final_score": round(float(scores[-1]), 1),
+        "score_before_policy_phase": start_score,
         "best_score": round(float(scores.max()), 1),
         "dataset_average": round(float(model.normalized_score(gym_returns(model)).mean()), 1),
         "wall_time_s": round(time.time() - start, 1),

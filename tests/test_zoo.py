@@ -1,0 +1,121 @@
+"""RL Zoo entry point: train / enjoy / continue / optimize on a tiny dataset, and every packaged YAML entry."""
+
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from sb3_generative import GMPG, GMPO
+from sb3_generative.zoo import CONFIG_DIR, main, register, register_d4rl_style_envs, zoo_arguments
+
+pytest.importorskip("rl_zoo3")
+
+
+@pytest.fixture()
+def zoo_conf(pendulum_id: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    tiny = {
+        "policy": "GenerativePolicy",
+        "dataset": pendulum_id,
+        "n_timesteps": 20,
+        "batch_size": 32,
+        "critic_steps": 20,
+        "critic_batch_size": 32,
+        "policy_kwargs": "dict(net_arch=[16, 16], critic_net_arch=[16, 16], n_sampling_steps=4)",
+    }
+    path = tmp_path / "conf.yml"
+    path.write_text(yaml.safe_dump({"Pendulum-v1": tiny}))
+    return str(path)
+
+
+def test_train_enjoy_and_continue(zoo_conf: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    logs = str(tmp_path / "logs")
+    common = ["--algo", "gmpo", "--env", "Pendulum-v1", "-f", logs]
+    main(
+        ["train", *common, "-conf", zoo_conf, "--eval-freq", "10", "--eval-episodes", "1", "--save-freq", "10", "--seed", "0"]
+    )
+    run = os.path.join(logs, "gmpo", "Pendulum-v1_1")
+    for name in ("Pendulum-v1.zip", "best_model.zip", "evaluations.npz", "rl_model_10_steps.zip", "rl_model_20_steps.zip"):
+        assert os.path.exists(os.path.join(run, name)), name
+    assert np.load(os.path.join(run, "evaluations.npz"))["timesteps"].tolist() == [10, 20]  # gradient steps
+    main(["enjoy", *common, "--load-best", "-n", "30", "--no-render"])
+    main(["enjoy", *common, "--load-checkpoint", "10", "-n", "30", "--no-render"])
+    # -i: continue training a saved model (RL Zoo passes every YAML key, the dataset too, to load())
+    main(["train", *common, "-conf", zoo_conf, "-i", os.path.join(run, "Pendulum-v1.zip"), "-n", "10", "--eval-freq", "-1"])
+    first = GMPO.load(os.path.join(run, "Pendulum-v1.zip"))
+    continued = GMPO.load(os.path.join(logs, "gmpo", "Pendulum-v1_2", "Pendulum-v1.zip"))
+    # RL Zoo restarts the step count on -i (as for every SB3 algorithm); the critic is kept, the actor moves on
+    assert continued.num_timesteps == 10 and continued.critic_steps_done == 20
+    assert np.array_equal(continued.critic.value_func._fc.weight.detach(), first.critic.value_func._fc.weight.detach())
+    assert not np.array_equal(continued.actor.net.last.weight.detach(), first.actor.net.last.weight.detach())
+
+
+def test_optimize_two_trials_with_shared_storage(zoo_conf: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("optuna")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    main(
+        [
+            "optimize",
+            "--algo",
+            "gmpo",
+            "--env",
+            "Pendulum-v1",
+            "-conf",
+            zoo_conf,
+            "-f",
+            str(tmp_path / "logs"),
+            "-n",
+            "10",
+            "--n-trials",
+            "2",
+            "--n-jobs",
+            "1",
+            "--sampler",
+            "random",
+            "--pruner",
+            "none",
+            "--eval-episodes",
+            "1",
+            "--storage",
+            storage,
+            "--study-name",
+            "gmpo-test",
+            "--no-optim-plots",
+        ]
+    )
+    import optuna
+
+    study = optuna.load_study(study_name="gmpo-test", storage=storage)
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 2 and {"beta", "weight_clamp", "learning_rate"} <= set(finished[0].params)
+
+
+def test_arguments_use_packaged_config_unless_given() -> None:
+    args = zoo_arguments("train", ["--algo", "gmpg", "--env", "Hopper-v4"])
+    assert args[-2:] == ["--conf-file", os.path.join(CONFIG_DIR, "gmpg.yml")]
+    assert "--conf-file" not in zoo_arguments("train", ["--algo", "gmpo", "-conf", "mine.yml"])
+    assert zoo_arguments("optimize", ["--algo", "gmpo"])[2] == "-optimize"
+
+
+def test_unknown_command_explains_usage() -> None:
+    with pytest.raises(SystemExit, match="usage"):
+        main(["fly"])
+
+
+@pytest.mark.parametrize("algo", ["gmpo", "gmpg"])
+def test_every_packaged_entry_parses_and_builds(algo: str) -> None:
+    register()
+    register_d4rl_style_envs()
+    with open(os.path.join(CONFIG_DIR, f"{algo}.yml")) as file:
+        entries = yaml.load(file, Loader=yaml.UnsafeLoader)  # RL Zoo's own loader (YAML anchors, !!float)
+    assert "default" in entries and len(entries) == 10
+    cls = {"gmpo": GMPO, "gmpg": GMPG}[algo]
+    for env_id, params in entries.items():
+        params = dict(params)
+        assert params.pop("n_timesteps") > 0
+        dataset = params.pop("dataset", None)
+        if env_id != "default":
+            assert dataset == "d4rl-style/{}/{}".format(*env_id.split("/")[1].removesuffix("-v0").split("-", 1)) + "-v0"
+        params["policy_kwargs"] = eval(params["policy_kwargs"])  # as RL Zoo does
+        model = cls(env="Pendulum-v1" if env_id == "default" else env_id, device="cpu", **params)
+        assert model.policy.net_arch == [512, 256, 128]
