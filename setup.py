@@ -41,6 +41,7 @@ setup(
             "optuna>=3.0",
             "requests",
             "pandas",
+            "matplotlib",
         ],
         "zoo": ["rl_zoo3>=2.7", "optuna>=3.0", "requests", "pandas"],
         "plots": ["matplotlib"],

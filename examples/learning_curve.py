@@ -1,0 +1,50 @@
+"""Train with EvalCallback and plot the learning curve (PNG) from its evaluations.npz.
+
+python examples/learning_curve.py --steps 3000        # needs matplotlib (pip install -e ".[plots]")
+"""
+
+import os
+
+import numpy as np
+from _common import SMALL, dataset_or_demo, env_id_of, example_parser
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_generative import GMPO
+
+parser = example_parser(__doc__)
+parser.add_argument("--eval-freq", type=int, default=500)
+args = parser.parse_args()
+
+model = GMPO(
+    "GenerativePolicy",
+    args.env,
+    dataset=dataset_or_demo(args.dataset),
+    beta=0.05,
+    learning_rate=1e-3,
+    critic_steps=args.critic_steps,
+    seed=0,
+    **SMALL,
+)
+log_path = os.path.join(args.out, "gmpo_eval")
+eval_env = make_vec_env(env_id_of(model, args.env), n_envs=5, seed=1)
+model.learn(args.steps, callback=EvalCallback(eval_env, eval_freq=args.eval_freq, n_eval_episodes=5, log_path=log_path))
+
+evaluations = np.load(os.path.join(log_path, "evaluations.npz"))
+steps, returns = evaluations["timesteps"], evaluations["results"]
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+plt.figure(figsize=(6, 4))
+plt.plot(steps, returns.mean(axis=1), marker="o", label="GMPO")
+plt.fill_between(steps, returns.min(axis=1), returns.max(axis=1), alpha=0.2)
+plt.xlabel("policy gradient steps")
+plt.ylabel("evaluation return")
+plt.legend()
+plt.tight_layout()
+png = os.path.join(args.out, "learning_curve.png")
+plt.savefig(png, dpi=100)
+print(f"learning curve written to {png}")

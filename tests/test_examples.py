@@ -1,0 +1,39 @@
+"""Every example runs end to end on the demo dataset with a tiny budget."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+TINY_ARGS = ["--steps", "20", "--critic-steps", "20"]
+
+
+@pytest.mark.parametrize(
+    "script,extra,expected",
+    [
+        ("train_and_evaluate.py", ["--algo", "gmpo"], "GMPO: mean return"),
+        ("train_and_evaluate.py", ["--algo", "gmpg"], "GMPG: mean return"),
+        ("learning_curve.py", ["--eval-freq", "10"], "learning curve written"),
+        ("sb3_evaluation_loop.py", [], "evaluate_policy(deterministic=False)"),
+        ("swap_generative_model.py", [], "icfm: mean return"),
+        ("shared_critic.py", [], "trained once: True"),
+    ],
+)
+def test_example_runs(script: str, extra: list[str], expected: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    if script == "learning_curve.py":
+        pytest.importorskip("matplotlib")
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, script), *TINY_ARGS, "--out", str(tmp_path), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert expected in result.stdout
+    if script == "learning_curve.py":
+        assert (tmp_path / "learning_curve.png").stat().st_size > 1000
