@@ -209,7 +209,7 @@ def from_hdf5(path: str) -> OfflineData:
 def _pick(arrays: dict[str, Any], keys: tuple[str, ...], n: int) -> np.ndarray:
     for key in keys:
         if key in arrays:
-            return np.asarray(arrays[key]).reshape(-1).astype(bool)
+            return np.asarray(arrays[key]).reshape(-1) != 0
     return np.zeros(n, dtype=bool)
 
 
@@ -230,16 +230,21 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
     rew = _as_numeric(arrays["rewards"], "rewards", name).reshape(-1)
     n = obs.shape[0]
     lengths = {"observations": n, "actions": act.shape[0], "rewards": rew.shape[0]}
-    if "next_observations" in arrays:
-        lengths["next_observations"] = len(arrays["next_observations"])
-    for key in TERMINATION_KEYS + TRUNCATION_KEYS:
+    for key in ("next_observations", *TERMINATION_KEYS, *TRUNCATION_KEYS):
         if key in arrays:
-            lengths[key] = np.asarray(arrays[key]).reshape(-1).shape[0]
+            value = _as_numeric(arrays[key], key, name)
+            if value.ndim == 0:
+                raise DatasetError(f"{key!r} of {name} must hold one entry per transition, got a scalar")
+            lengths[key] = value.shape[0] if key == "next_observations" else value.reshape(-1).shape[0]
     if len(set(lengths.values())) > 1:
         raise DatasetError(f"Arrays of {name} have inconsistent lengths: {lengths}")
     term, trunc = _pick(arrays, TERMINATION_KEYS, n), _pick(arrays, TRUNCATION_KEYS, n)
     if "next_observations" in arrays:
         next_obs = _as_2d(arrays["next_observations"], "next_observations", name)
+        if next_obs.shape[1:] != obs.shape[1:]:
+            raise DatasetError(
+                f"next_observations of {name} have shape {next_obs.shape[1:]} per row, observations {obs.shape[1:]}"
+            )
         keep = np.ones(n, dtype=bool)
     else:
         next_obs = np.concatenate([obs[1:], obs[-1:]]) if n else obs

@@ -8,11 +8,13 @@ for evaluation callbacks and RL Zoo. The dataset lives on the training device in
 """
 
 import io
+import os
 import pathlib
 import sys
 import time
 import warnings
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
@@ -28,6 +30,7 @@ from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 
 from sb3_generative.common.buffers import OfflineReplayBuffer
+from sb3_generative.common.guard import FiniteGuard
 from sb3_generative.common.datasets import (
     DatasetError,
     OfflineData,
@@ -163,6 +166,10 @@ class OfflineAlgorithm(BaseAlgorithm):
         self._configure_critic()
         self._create_aliases()
         self._train_stats, self._train_stats_count = {}, 0
+        self._guard = FiniteGuard(self.policy, [self.policy.optimizer, self.policy.critic.optimizer])
+        # random-number states saved with the model, so that a loaded model continues exactly (see save())
+        self.rng_state = th.get_rng_state()
+        self.sampler_rng_state = th.Generator().get_state()
 
     def _configure_critic(self) -> None:
         critic = self.policy.critic
@@ -175,10 +182,42 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.critic: IQLCritic = self.policy.critic
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "actor", "critic", "_train_stats"]
+        return [*super()._excluded_save_params(), "actor", "critic", "_train_stats", "_guard", "_restore_rng_on_learn"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer", "policy.critic.optimizer"], []
+        return ["policy", "policy.optimizer", "policy.critic.optimizer"], ["rng_state", "sampler_rng_state"]
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """Save the model (never the dataset) atomically: a temporary file in the same folder, then a rename, so an
+        interrupted save never leaves a truncated zip in place of a good one. The random-number states of torch and
+        of the dataset sampler are saved too, so that ``load`` then ``learn(..., reset_num_timesteps=False)``
+        continues a CPU run bit for bit.
+
+        :param path: file path (".zip" is added when there is no suffix) or a file-like object
+        :param exclude: attributes not to save
+        :param include: attributes to save even if excluded by default
+        """
+        self.rng_state = th.get_rng_state()
+        if self.replay_buffer is not None and self.replay_buffer.device.type == "cpu":
+            self.sampler_rng_state = self.replay_buffer.generator.get_state()
+        if not isinstance(path, (str, os.PathLike)):
+            super().save(path, exclude, include)
+            return
+        final = pathlib.Path(path)
+        if final.suffix == "":
+            final = final.with_suffix(".zip")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp.zip")
+        try:
+            super().save(tmp, exclude, include)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------------------------------------ data
     def set_dataset(self, dataset: Any) -> None:
@@ -202,6 +241,8 @@ class OfflineAlgorithm(BaseAlgorithm):
             reward_scale=self.reward_scale,
             seed=self.seed,  # type: ignore[arg-type]
         )
+        if getattr(self, "_restore_rng_on_learn", False) and self.replay_buffer.device.type == "cpu":
+            self.replay_buffer.generator.set_state(self.sampler_rng_state.cpu())
         self.ref_min_score, self.ref_max_score = data.ref_min_score, data.ref_max_score
         if self.verbose >= 1:
             print(f"Dataset {data.source or '(in memory)'}: {len(data)} transitions, reward scale {self.reward_scale:.6g}")
@@ -291,10 +332,12 @@ class OfflineAlgorithm(BaseAlgorithm):
                     self.policy.normalize_obs(batch.next_observations),
                     batch.dones,
                 )
-                _accumulate(stats, {"q_loss": q_loss, "v_loss": v_loss})
                 self.critic_steps_done += 1
+                self._guard.watch(self.critic_steps_done, {"q_loss": q_loss, "v_loss": v_loss})
+                _accumulate(stats, {"q_loss": q_loss, "v_loss": v_loss})
                 bar.update(1)
                 if self.critic_steps_done % log_interval == 0 or self.critic_steps_done == self.critic_steps:
+                    self._guard.check("critic", f"critic step {self.critic_steps_done}")
                     self._dump_phase_logs("critic", stats, self.critic_steps_done)
                     stats = {}
 
@@ -354,9 +397,13 @@ class OfflineAlgorithm(BaseAlgorithm):
         :return: the trained model
         """
         self._require_dataset()
+        if getattr(self, "_restore_rng_on_learn", False):  # continue a saved run exactly
+            th.set_rng_state(self.rng_state.cpu())
+            self._restore_rng_on_learn = False
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
+        self._guard.take_snapshot("the start of learn()")
         self._pretrain(progress_bar, log_interval)
         self.start_time = time.time_ns()  # fps of the policy phase only
         callback.on_training_start(locals(), globals())
@@ -369,7 +416,9 @@ class OfflineAlgorithm(BaseAlgorithm):
             if not callback.on_step():
                 break
             if log_interval is not None and self.num_timesteps % log_interval == 0:
+                self._guard.check("policy", f"policy step {self.num_timesteps}")
                 self.dump_logs()
+        self._guard.check("policy", f"policy step {self.num_timesteps}")
         self.policy.set_training_mode(False)
         callback.on_training_end()
         return self
@@ -382,10 +431,16 @@ class OfflineAlgorithm(BaseAlgorithm):
         """
         raise NotImplementedError
 
-    def _record_train_stats(self, stats: dict[str, th.Tensor]) -> None:
-        """Add detached per-step statistics to the running sums (no host synchronisation)."""
+    def _record_train_stats(self, stats: dict[str, th.Tensor], watched: tuple[str, ...] = ()) -> None:
+        """Add detached per-step statistics to the running sums and watch some for NaN / inf (no host sync).
+
+        :param stats: per-step statistics
+        :param watched: keys of ``stats`` that must stay finite (losses, gradient norms)
+        """
         _accumulate(self._train_stats, stats)
         self._train_stats_count += 1
+        if watched:
+            self._guard.watch(self.num_timesteps + 1, {key: stats[key] for key in watched})
 
     def dump_logs(self) -> None:
         """Write ``time/*`` and the ``train/*`` means since the last dump."""
@@ -433,9 +488,16 @@ class OfflineAlgorithm(BaseAlgorithm):
         """
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         model._configure_critic()
+        model._restore_rng_on_learn = True
         if dataset is not None:
             model.set_dataset(dataset)
         return model
+
+
+def grad_norm(module: th.nn.Module) -> th.Tensor:
+    """Total L2 norm of a module's gradients (a device tensor, no host synchronisation)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return th.nn.utils.get_total_norm(grads) if grads else th.zeros(())
 
 
 def _accumulate(totals: dict[str, th.Tensor], stats: dict[str, th.Tensor]) -> None:

@@ -19,7 +19,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
-from sb3_generative.common.offline_algorithm import OfflineAlgorithm, _accumulate, _phase_bar
+from sb3_generative.common.offline_algorithm import OfflineAlgorithm, _accumulate, _phase_bar, grad_norm
 from sb3_generative.generative.likelihood import DIVERGENCES
 from sb3_generative.generative.solvers import ADAPTIVE_SOLVERS
 from sb3_generative.policies import GMPGPolicy
@@ -175,8 +175,10 @@ class GMPG(OfflineAlgorithm):
                 optimizer.step()
                 _accumulate(stats, {"loss": loss.detach()})
                 self.bc_steps_done += 1
+                self._guard.watch(self.bc_steps_done, {"bc_loss": loss})
                 bar.update(1)
                 if self.bc_steps_done % log_interval == 0 or self.bc_steps_done == self.bc_steps:
+                    self._guard.check("behaviour-cloning", f"behaviour-cloning step {self.bc_steps_done}")
                     self._dump_phase_logs("bc", stats, self.bc_steps_done)
                     stats = {}
         self.policy.reference.load_state_dict(self.actor.state_dict())
@@ -229,11 +231,16 @@ class GMPG(OfflineAlgorithm):
         for _ in range(gradient_steps):
             obs = self.policy.normalize_obs(buffer.sample(batch_size).observations)
             self.policy.optimizer.zero_grad(set_to_none=True)
+            step_stats: dict[str, th.Tensor] = {}
             for part in obs.split(chunk):
                 loss, stats = self.policy_loss(part)
-                (loss * (part.shape[0] / batch_size)).backward()
-                self._record_train_stats(stats)
+                weight = part.shape[0] / batch_size
+                (loss * weight).backward()  # the chunks' gradients add up to the whole batch's
+                for key, value in stats.items():
+                    step_stats[key] = step_stats[key] + weight * value if key in step_stats else weight * value
+            step_stats["grad_norm"] = grad_norm(self.actor)
             self.policy.optimizer.step()
+            self._record_train_stats(step_stats, watched=("policy_loss", "grad_norm"))
         self._n_updates += gradient_steps
 
     def learn(

@@ -17,7 +17,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
-from sb3_generative.common.offline_algorithm import OfflineAlgorithm
+from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
 from sb3_generative.gmpo.policies import GenerativePolicy, MlpPolicy
 
 SelfGMPO = TypeVar("SelfGMPO", bound="GMPO")
@@ -153,8 +153,9 @@ class GMPO(OfflineAlgorithm):
             loss, stats = self.policy_loss(self.policy.normalize_obs(batch.observations), batch.actions)
             self.policy.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            stats["grad_norm"] = grad_norm(self.actor)
             self.policy.optimizer.step()
-            self._record_train_stats(stats)
+            self._record_train_stats(stats, watched=("policy_loss", "grad_norm"))
         self._n_updates += gradient_steps
 
     def learn(
