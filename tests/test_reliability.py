@@ -49,7 +49,8 @@ def test_non_finite_policy_loss_stops_and_restores_last_finite_parameters(pendul
         with th.no_grad():
             m.actor.net.last.weight[0, 0] = float("nan")
 
-    with pytest.raises(NonFiniteError, match=r"Non-finite (policy_loss|grad_norm).*policy step 8.*policy step 5 were restored"):
+    expected = r"Non-finite (policy_loss|grad_norm).*policy step 8.*policy step 5 were restored"
+    with pytest.raises(NonFiniteError, match=expected):
         model.learn(20, log_interval=5, callback=[AtStep(5, remember), AtStep(7, poison)])
     assert model.num_timesteps == 10  # stopped at the first check after the fault
     for key, value in model.policy.state_dict().items():
