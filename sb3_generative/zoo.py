@@ -74,14 +74,19 @@ def register_d4rl_style_envs() -> None:
                 gym.register(id=env_id, entry_point=entry_point, max_episode_steps=1000)
 
 
+def _sampled_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's sampled values are already constructor arguments (used by ``--load-trial``)."""
+    return dict(params)
+
+
 def register() -> None:
     """Add our algorithms and samplers to RL Zoo's registries (in place: every Zoo module sees them)."""
     import rl_zoo3
     from rl_zoo3 import hyperparams_opt
 
-    rl_zoo3.ALGOS.update(ALGORITHMS)
+    rl_zoo3.ALGOS.update(ALGORITHMS)  # type: ignore[arg-type]
     hyperparams_opt.HYPERPARAMS_SAMPLER.update({"gmpo": sample_gmpo_params, "gmpg": sample_gmpg_params})
-    hyperparams_opt.HYPERPARAMS_CONVERTER.update({"gmpo": dict, "gmpg": dict})
+    hyperparams_opt.HYPERPARAMS_CONVERTER.update({"gmpo": _sampled_params, "gmpg": _sampled_params})
     register_d4rl_style_envs()
 
 
