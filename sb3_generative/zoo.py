@@ -74,9 +74,9 @@ def register_d4rl_style_envs() -> None:
                 gym.register(id=env_id, entry_point=entry_point, max_episode_steps=1000)
 
 
-def _sampled_params(params: dict[str, Any]) -> dict[str, Any]:
+def _sampled_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """Optuna's sampled values are already constructor arguments (used by ``--load-trial``)."""
-    return dict(params)
+    return dict(sampled_params)
 
 
 def register() -> None:
