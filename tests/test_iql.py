@@ -27,14 +27,29 @@ def batch(seed: int = 0) -> dict[str, th.Tensor]:
     )
 
 
+def minibatch(b: dict[str, th.Tensor]):  # type: ignore[no-untyped-def]
+    """d3rlpy's batch type holding the same transitions."""
+    from d3rlpy.torch_utility import TorchMiniBatch
+
+    return TorchMiniBatch(
+        observations=b["obs"],
+        actions=b["actions"],
+        rewards=b["rewards"],
+        next_observations=b["next_obs"],
+        next_actions=b["actions"],
+        returns_to_go=b["rewards"],
+        terminals=b["dones"],
+        intervals=th.ones_like(b["rewards"]),
+        device="cpu:0",
+    )
+
+
 def copy_weights(critic: IQLCritic, iql) -> None:  # type: ignore[no-untyped-def]
     for name in ("q_funcs", "targ_q_funcs", "value_func"):
         getattr(critic, name).load_state_dict(getattr(iql.impl.modules, name).state_dict())
 
 
 def test_losses_equal_d3rlpy_iqlimpl(d3rlpy_iql) -> None:  # type: ignore[no-untyped-def]
-    from d3rlpy.torch_utility import TorchMiniBatch
-
     critic = IQLCritic(5, 2)
     copy_weights(critic, d3rlpy_iql)
     # make the target differ from the online Q so that using the wrong one would show
@@ -44,17 +59,7 @@ def test_losses_equal_d3rlpy_iqlimpl(d3rlpy_iql) -> None:  # type: ignore[no-unt
     copy_weights_target = critic.targ_q_funcs.state_dict()
     d3rlpy_iql.impl.modules.targ_q_funcs.load_state_dict(copy_weights_target)
     b = batch()
-    mini = TorchMiniBatch(
-        observations=b["obs"],
-        actions=b["actions"],
-        rewards=b["rewards"],
-        next_observations=b["next_obs"],
-        next_actions=b["actions"],
-        returns_to_go=b["rewards"],
-        terminals=b["dones"],
-        intervals=th.ones_like(b["rewards"]),
-        device="cpu:0",
-    )
+    mini = minibatch(b)
     ref = d3rlpy_iql.impl.compute_critic_loss(mini, d3rlpy_iql.impl.compute_target(mini))
     q_loss, v_loss = critic.losses(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
     assert q_loss.item() == pytest.approx(ref.q_loss.item(), rel=1e-6)
@@ -63,22 +68,10 @@ def test_losses_equal_d3rlpy_iqlimpl(d3rlpy_iql) -> None:  # type: ignore[no-unt
 
 def test_update_matches_d3rlpy_update_critic(d3rlpy_iql) -> None:  # type: ignore[no-untyped-def]
     """One optimiser step plus the Polyak update give d3rlpy's parameters."""
-    from d3rlpy.torch_utility import TorchMiniBatch
-
     critic = IQLCritic(5, 2)
     copy_weights(critic, d3rlpy_iql)
     b = batch(1)
-    mini = TorchMiniBatch(
-        observations=b["obs"],
-        actions=b["actions"],
-        rewards=b["rewards"],
-        next_observations=b["next_obs"],
-        next_actions=b["actions"],
-        returns_to_go=b["rewards"],
-        terminals=b["dones"],
-        intervals=th.ones_like(b["rewards"]),
-        device="cpu:0",
-    )
+    mini = minibatch(b)
     d3rlpy_iql.impl.update_critic(mini)
     d3rlpy_iql.impl.update_critic_target()
     critic.update(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
