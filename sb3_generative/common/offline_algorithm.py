@@ -322,7 +322,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.critic.q_funcs.requires_grad_(True)
         self.critic.value_func.requires_grad_(True)
         stats: dict[str, th.Tensor] = {}
-        with _phase_bar(progress_bar, remaining, "critic") as bar:
+        with _PhaseBar(progress_bar, remaining, "critic") as bar:
             for _ in range(remaining):
                 batch = buffer.sample(batch_size)
                 q_loss, v_loss = self.critic.update(
@@ -526,14 +526,14 @@ def _refuse_obs_normalizing_vec_env(env: Any) -> None:
         )
 
 
-class _phase_bar:
+class _PhaseBar:
     """A tqdm bar for a pre-training phase when progress bars are on; a no-op otherwise."""
 
     def __init__(self, enabled: bool, total: int, desc: str) -> None:
         self.enabled, self.total, self.desc = enabled, total, desc
         self.bar: Any = None
 
-    def __enter__(self) -> "_phase_bar":
+    def __enter__(self) -> "_PhaseBar":
         if self.enabled:
             from tqdm.auto import tqdm
 

@@ -19,7 +19,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
-from sb3_generative.common.offline_algorithm import OfflineAlgorithm, _accumulate, _phase_bar, grad_norm
+from sb3_generative.common.offline_algorithm import OfflineAlgorithm, _accumulate, _PhaseBar, grad_norm
 from sb3_generative.generative.likelihood import DIVERGENCES
 from sb3_generative.generative.solvers import ADAPTIVE_SOLVERS
 from sb3_generative.policies import GMPGPolicy
@@ -166,7 +166,7 @@ class GMPG(OfflineAlgorithm):
         optimizer = th.optim.Adam(self.actor.parameters(), lr=self.bc_learning_rate)
         self.policy.set_training_mode(True)
         stats: dict[str, th.Tensor] = {}
-        with _phase_bar(progress_bar, remaining, "behaviour cloning") as bar:
+        with _PhaseBar(progress_bar, remaining, "behaviour cloning") as bar:
             for _ in range(remaining):
                 batch = buffer.sample(batch_size)
                 loss = self.actor.per_sample_loss(batch.actions, self.policy.normalize_obs(batch.observations)).mean()
