@@ -37,3 +37,30 @@ def test_example_runs(script: str, extra: list[str], expected: str, tmp_path) ->
     assert expected in result.stdout
     if script == "learning_curve.py":
         assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+
+
+def test_demo_main_job_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """README's first command: the embedded default job (here with a tiny budget)."""
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sb3_generative.demo",
+            "--steps",
+            "20",
+            "--critic-steps",
+            "20",
+            "--episodes",
+            "2",
+            "--out",
+            str(tmp_path / "demo_model"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GMPO return" in result.stdout and (tmp_path / "demo_model.zip").exists()
