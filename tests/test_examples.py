@@ -10,6 +10,12 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 TINY_ARGS = ["--steps", "20", "--critic-steps", "20"]
 
 
+def run_offline(args: list[str], folder) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    """Run ``python *args`` in ``folder`` with its own Minari folder, no network, one thread."""
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(folder / "minari"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=folder, timeout=600)
+
+
 @pytest.mark.parametrize(
     "script,extra,expected",
     [
@@ -24,15 +30,7 @@ TINY_ARGS = ["--steps", "20", "--critic-steps", "20"]
 def test_example_runs(script: str, extra: list[str], expected: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     if script == "learning_curve.py":
         pytest.importorskip("matplotlib")
-    env = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, os.path.join(EXAMPLES, script), *TINY_ARGS, "--out", str(tmp_path), *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    result = run_offline([os.path.join(EXAMPLES, script), *TINY_ARGS, "--out", str(tmp_path), *extra], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert expected in result.stdout
     if script == "learning_curve.py":
@@ -41,26 +39,7 @@ def test_example_runs(script: str, extra: list[str], expected: str, tmp_path) ->
 
 def test_demo_main_job_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """README's first command: the embedded default job (here with a tiny budget)."""
-    env = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sb3_generative.demo",
-            "--steps",
-            "20",
-            "--critic-steps",
-            "20",
-            "--episodes",
-            "2",
-            "--out",
-            str(tmp_path / "demo_model"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    args = ["-m", "sb3_generative.demo", "--steps", "20", "--critic-steps", "20", "--episodes", "2"]
+    result = run_offline([*args, "--out", str(tmp_path / "demo_model")], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GMPO return" in result.stdout and (tmp_path / "demo_model.zip").exists()

@@ -353,7 +353,7 @@ def check_finite_and_nonempty(data: OfflineData) -> None:
     :param data: the data
     """
     if len(data) == 0:
-        raise DatasetError(f"The dataset {data.source or ''} is empty: it holds no transitions".replace("  ", " "))
+        raise DatasetError(f"The dataset {data.source or '(in memory)'} is empty: it holds no transitions")
     problems = [
         msg
         for msg in (_first_bad(key, getattr(data, key)) for key in ("observations", "actions", "rewards", "next_observations"))

@@ -38,6 +38,7 @@ from sb3_generative.common.datasets import (
     check_supported_spaces,
     load_offline_data,
     locomotion_reward_scale,
+    normalized_score,
 )
 from sb3_generative.critics.iql import IQLCritic
 from sb3_generative.policies import GenerativeActorPolicy
@@ -267,8 +268,6 @@ class OfflineAlgorithm(BaseAlgorithm):
 
         :param returns: episode return(s)
         """
-        from sb3_generative.common.datasets import normalized_score
-
         return normalized_score(
             returns, ref_min_score=getattr(self, "ref_min_score", None), ref_max_score=getattr(self, "ref_max_score", None)
         )
