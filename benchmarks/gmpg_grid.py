@@ -64,6 +64,8 @@ def main() -> None:
         rows = {}
         for label, solver, steps in [
             ("rk4-4 (default)", "rk4", 4),
+            ("rk4-8", "rk4", 8),
+            ("rk4-16", "rk4", 16),
             ("euler-10", "euler", 10),
             ("euler-31", "euler", 31),
             ("euler-1000 (reference)", "euler", 1000),

@@ -167,3 +167,34 @@ def test_policy_gradient_trades_q_against_kl_as_beta_varies() -> None:
         assert 0.5 * expected < shifts[beta] < 1.6 * expected, (beta, shifts[beta], expected)
         assert 0.6 * s < results[beta][1] < 1.4 * s  # the KL keeps the spread of mu
     assert results[10.0][2] > results[3.0][2] > 0.0
+
+
+@pytest.mark.parametrize("generative_model,steps", [("vpsde", 8), ("gvp", 4), ("icfm", 4)])
+def test_default_grid_depends_on_the_path(pendulum_id: str, generative_model: str, steps: int) -> None:
+    params = {**GMPG_TINY, "policy_kwargs": {**TINY_POLICY, "generative_model": generative_model}}
+    params.pop("n_gradient_steps")
+    model = GMPG("GenerativePolicy", "Pendulum-v1", dataset=pendulum_id, **params)
+    assert model.n_gradient_steps == steps
+    model.n_gradient_steps = 3
+    model.save("gmpg")
+    assert GMPG.load("gmpg").n_gradient_steps == 3  # a saved choice is kept
+
+
+def test_kl_on_a_fraction_of_the_states(pendulum_id: str) -> None:
+    model = make_model(pendulum_id, grid_jitter=0.0, kl_fraction=0.5)
+    model.learn(0)
+    with th.no_grad():  # move pi away from mu, so that the KL term is not zero
+        for param in model.actor.parameters():
+            param.add_(0.1 * th.randn_like(param))
+    obs, noise = th.randn(8, 3), th.randn(8, 1)
+    _, part = model.policy_loss(obs, noise)
+    model.kl_fraction = 1.0
+    _, full = model.policy_loss(obs, noise)
+    _, first_half = model.policy_loss(obs[:4], noise[:4])
+    assert th.allclose(part["q"], full["q"], atol=1e-5)  # Q on every state, same pathwise actions
+    assert th.allclose(part["kl"], first_half["kl"], atol=1e-6)  # the KL on the first half only
+    assert not th.allclose(part["kl"], full["kl"], atol=1e-6)
+    model.kl_fraction = 0.5
+    model.learn(2)  # trains, gradients through both kinds of solve
+    with pytest.raises(ValueError, match="kl_fraction"):
+        make_model(pendulum_id, kl_fraction=0.0)

@@ -31,6 +31,7 @@ from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 
 from sb3_generative.common.buffers import OfflineReplayBuffer
 from sb3_generative.common.guard import FiniteGuard
+from sb3_generative.common.precision import precision_context, resolve_precision
 from sb3_generative.common.datasets import (
     DatasetError,
     OfflineData,
@@ -71,6 +72,8 @@ class OfflineAlgorithm(BaseAlgorithm):
     :param download: let Minari download a dataset id missing locally
     :param critic: a trained :class:`IQLCritic` (for example ``other_model.critic``), a model, or a saved model's
         path, whose critic is copied in; its training is then skipped
+    :param precision: precision of the training updates: "auto" (TF32 matrix products on CUDA, fp32 on CPU),
+        "fp32", "tf32" or "bf16" (autocast); applied during ``learn`` only
     :param policy_kwargs: policy arguments (``generative_model``, ``net_arch``, ``n_sampling_steps``, ...)
     :param stats_window_size: SB3's window for rollout statistics (unused offline)
     :param tensorboard_log: tensorboard log folder
@@ -107,6 +110,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         clip_actions: bool = False,
         download: bool = False,
         critic: Any = None,
+        precision: str = "auto",
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -142,6 +146,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.critic_learning_rate, self.gamma, self.tau, self.expectile = critic_learning_rate, gamma, tau, expectile
         self.normalize_reward, self.normalize_observations = normalize_reward, normalize_observations
         self.clip_actions, self.download = clip_actions, download
+        self.precision = precision
+        resolve_precision(precision, th.device("cpu"))  # an unknown value fails here, not at learn()
         self.replay_buffer = None
         self.dataset_source: str | None = None
         self.reward_scale = 1.0
@@ -403,20 +409,21 @@ class OfflineAlgorithm(BaseAlgorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         self._guard.take_snapshot("the start of learn()")
-        self._pretrain(progress_bar, log_interval)
-        self.start_time = time.time_ns()  # fps of the policy phase only
-        callback.on_training_start(locals(), globals())
-        self.policy.set_training_mode(True)
-        while self.num_timesteps < total_timesteps:
-            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
-            self.train(gradient_steps=1, batch_size=self.batch_size)
-            self.num_timesteps += 1
-            callback.update_locals(locals())
-            if not callback.on_step():
-                break
-            if log_interval is not None and self.num_timesteps % log_interval == 0:
-                self._guard.check("policy", f"policy step {self.num_timesteps}")
-                self.dump_logs()
+        with precision_context(getattr(self, "precision", "auto"), self.device):  # older saves lack it
+            self._pretrain(progress_bar, log_interval)
+            self.start_time = time.time_ns()  # fps of the policy phase only
+            callback.on_training_start(locals(), globals())
+            self.policy.set_training_mode(True)
+            while self.num_timesteps < total_timesteps:
+                self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+                self.train(gradient_steps=1, batch_size=self.batch_size)
+                self.num_timesteps += 1
+                callback.update_locals(locals())
+                if not callback.on_step():
+                    break
+                if log_interval is not None and self.num_timesteps % log_interval == 0:
+                    self._guard.check("policy", f"policy step {self.num_timesteps}")
+                    self.dump_logs()
         self._guard.check("policy", f"policy step {self.num_timesteps}")
         self.policy.set_training_mode(False)
         callback.on_training_end()
@@ -436,7 +443,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         :param stats: per-step statistics
         :param watched: keys of ``stats`` that must stay finite (losses, gradient norms)
         """
-        _accumulate(self._train_stats, stats)
+        _accumulate(self._train_stats, {key: value.float() for key, value in stats.items()})  # bf16 under autocast
         self._train_stats_count += 1
         if watched:
             self._guard.watch(self.num_timesteps + 1, {key: stats[key] for key in watched})

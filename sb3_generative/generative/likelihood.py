@@ -5,9 +5,9 @@ Along the probability-flow ODE ``dx/dtau = v(x, tau)`` (tau = 0 prior, tau = 1 d
 
     log p_1(a) = log N(x_0; 0, I) - int_0^1 div v(x_tau, tau) dtau,
 
-with x_tau the ODE trajectory through a. The divergence is exact by default: the d columns of the Jacobian's
-diagonal come from one forward and one backward pass at batch d * B (each copy of the batch is probed with one
-basis vector), which is cheap for the 3 to 8 action dimensions of locomotion. Hutchinson's estimator
+with x_tau the ODE trajectory through a. The divergence is exact by default: one forward pass and d
+vector-Jacobian products batched into one vectorised backward pass, which is cheap for the 3 to 8 action
+dimensions of locomotion. Hutchinson's estimator
 ``eps^T (dv/dx) eps`` (one probe per trajectory) is the option for wide action spaces. With ``create_graph=True``
 the divergence is itself differentiable, so gradients with respect to parameters and to the action flow through
 the whole augmented ODE (exact, unlike the reference, which detaches the state).
@@ -24,15 +24,18 @@ DIVERGENCES = ("exact", "hutchinson")
 
 
 def _needs_input_grad(x: th.Tensor) -> th.Tensor:
-    return x if x.requires_grad else x.detach().requires_grad_(True)
+    """``x`` as a node of the current graph to differentiate against (a clone keeps gradients flowing back to
+    ``x``; a view made under ``no_grad``, as torchdiffeq's adjoint pass makes, could not be differentiated)."""
+    return x.clone() if x.requires_grad else x.detach().requires_grad_(True)
 
 
 def exact_divergence(velocity: Velocity, tau: th.Tensor, x: th.Tensor, create_graph: bool) -> tuple[th.Tensor, th.Tensor]:
     """Velocity and its exact divergence at (tau, x).
 
-    The batch is repeated d times; copy i is differentiated against the basis vector e_i, so one
-    vector-Jacobian product gives every diagonal entry. The velocity function must treat rows independently and
-    must accept a batch d times larger (it is called with x of shape (d * B, d)).
+    One forward pass at batch B, then the d vector-Jacobian products against the basis vectors e_1..e_d in one
+    vectorised backward pass (``is_grads_batched``: autograd under ``vmap``); the diagonal of the stacked rows is the
+    Jacobian's trace. This costs about 1 + 2d network passes, against 3d for repeating the batch d times, with the
+    same few kernel launches.
 
     :param velocity: maps (tau, x) to dx/dtau, row by row
     :param tau: sampling time (scalar tensor)
@@ -42,12 +45,12 @@ def exact_divergence(velocity: Velocity, tau: th.Tensor, x: th.Tensor, create_gr
     """
     batch, dim = x.shape
     with th.enable_grad():
-        x_rep = _needs_input_grad(x).repeat(dim, 1)
-        v_rep = velocity(tau, x_rep)
-        probes = th.eye(dim, device=x.device, dtype=x.dtype).repeat_interleave(batch, dim=0)
-        (jac_rows,) = th.autograd.grad((v_rep * probes).sum(), x_rep, create_graph=create_graph)
-    div = (jac_rows * probes).sum(-1).view(dim, batch).sum(0)
-    return v_rep[:batch], div
+        x_in = _needs_input_grad(x)
+        v = velocity(tau, x_in)
+        probes = th.eye(dim, device=x.device, dtype=v.dtype).unsqueeze(1).expand(dim, batch, dim)
+        (jac_rows,) = th.autograd.grad(v, x_in, grad_outputs=probes, create_graph=create_graph, is_grads_batched=True)
+    # jac_rows[i, b, j] = d v_i / d x_j at row b; the divergence is the sum over i = j
+    return v, th.diagonal(jac_rows, dim1=0, dim2=2).sum(-1)
 
 
 def hutchinson_divergence(

@@ -78,10 +78,14 @@ class GenerativeModel(nn.Module):
         return 0.5 * ((self.net(t, x_t, obs) - target) ** 2).sum(-1)
 
     # ------------------------------------------------------------------ ODE
-    def velocity(self, tau: th.Tensor, x: th.Tensor, obs: th.Tensor) -> th.Tensor:
-        """Probability-flow velocity ``dx/dtau`` (tau = 0 noise, tau = 1 data)."""
+    def velocity(self, tau: th.Tensor, x: th.Tensor, obs: th.Tensor, cond: th.Tensor | None = None) -> th.Tensor:
+        """Probability-flow velocity ``dx/dtau`` (tau = 0 noise, tau = 1 data).
+
+        :param cond: the network's state embedding of ``obs``, computed once per solve (None: computed here)
+        """
         t = self.path.native_time(tau)
-        return self.path.velocity(self.net(t, x, obs), x, t)
+        out = self.net(t, x, obs) if cond is None else self.net(t, x, obs, cond)
+        return self.path.velocity(out, x, t)
 
     def grid(self, n_steps: int, start: float, end: float, device: th.device) -> th.Tensor:
         """A cached uniform grid (no allocation per call once built)."""
@@ -114,6 +118,8 @@ class GenerativeModel(nn.Module):
         solver: str | None = None,
         with_grad: bool = False,
         use_checkpoint: bool = False,
+        adjoint: bool = False,
+        grid_jitter: float = 0.0,
     ) -> th.Tensor:
         """Actions by integrating the ODE from the prior to the data, shape (B, d).
 
@@ -123,25 +129,35 @@ class GenerativeModel(nn.Module):
         :param solver: solver name (default: the model's)
         :param with_grad: keep the graph for pathwise gradients (GMPG)
         :param use_checkpoint: recompute steps in the backward pass (long grids with gradients)
+        :param adjoint: backpropagate by torchdiffeq's adjoint method
+        :param grid_jitter: move interior grid points randomly by up to this fraction of a step (see :meth:`jittered`)
         """
         if noise is None:
             noise = th.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
-        grid = self.grid(n_steps or self.n_sampling_steps, 0.0, 1.0, obs.device)
+        grid = self.jittered(self.grid(n_steps or self.n_sampling_steps, 0.0, 1.0, obs.device), grid_jitter)
         with th.set_grad_enabled(with_grad):
+            cond = self._condition(obs, adjoint)
 
             def drift(tau: th.Tensor, state: tuple[th.Tensor, ...]) -> tuple[th.Tensor, ...]:
-                return (self.velocity(tau, state[0], obs),)
+                return (self.velocity(tau, state[0], obs, cond),)
 
-            (actions,) = integrate(drift, (noise,), grid, solver or self.solver, use_checkpoint=use_checkpoint)
+            (actions,) = integrate(
+                drift, (noise,), grid, solver or self.solver, use_checkpoint, adjoint_params=self._adjoint(adjoint)
+            )
         return actions
 
-    def _repeat_obs_velocity(self, obs: th.Tensor):  # type: ignore[no-untyped-def]
-        """Velocity closure that also accepts x repeated k times over the batch (exact divergence)."""
-        batch = obs.shape[0]
+    def _condition(self, obs: th.Tensor, adjoint: bool) -> th.Tensor | None:
+        """The network's state embedding, computed once for a whole solve (the same at every step). None when the
+        network has no ``cond_embed`` (a user's own network) or for the adjoint method, whose backward pass only
+        sees what the drift computes."""
+        cond_embed = getattr(self.net, "cond_embed", None)
+        return None if adjoint or cond_embed is None else cond_embed(obs)
+
+    def _velocity_given(self, obs: th.Tensor):  # type: ignore[no-untyped-def]
+        """The velocity as a function of (tau, x) for fixed states, as the likelihood's drift wants it."""
 
         def velocity(tau: th.Tensor, x: th.Tensor) -> th.Tensor:
-            reps = x.shape[0] // batch
-            return self.velocity(tau, x, obs if reps == 1 else obs.repeat(reps, 1))
+            return self.velocity(tau, x, obs)
 
         return velocity
 
@@ -173,7 +189,7 @@ class GenerativeModel(nn.Module):
         :param grid_jitter: move interior grid points randomly by up to this fraction of a step (see :meth:`jittered`)
         """
         grid = self.jittered(self.grid(n_steps or self.n_sampling_steps, self._data_end(), 0.0, obs.device), grid_jitter)
-        drift = augmented_drift(self._repeat_obs_velocity(obs), divergence, with_grad, self._probe(actions, divergence))
+        drift = augmented_drift(self._velocity_given(obs), divergence, with_grad, self._probe(actions, divergence))
         acc0 = th.zeros(actions.shape[0], device=actions.device, dtype=actions.dtype)
         with th.set_grad_enabled(with_grad):
             z, neg_int_div = integrate(
@@ -204,7 +220,7 @@ class GenerativeModel(nn.Module):
         if noise is None:
             noise = th.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
         grid = self.jittered(self.grid(n_steps or self.n_sampling_steps, 0.0, 1.0, obs.device), grid_jitter)
-        drift = augmented_drift(self._repeat_obs_velocity(obs), divergence, with_grad, self._probe(noise, divergence))
+        drift = augmented_drift(self._velocity_given(obs), divergence, with_grad, self._probe(noise, divergence))
         acc0 = th.zeros(noise.shape[0], device=noise.device, dtype=noise.dtype)
         with th.set_grad_enabled(with_grad):
             actions, int_div = integrate(

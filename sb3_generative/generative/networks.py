@@ -90,15 +90,20 @@ class TemporalSpatialResidualNet(nn.Module):
         self.up = nn.ModuleList(ResidualBlock(2 * hidden[i], hidden[i - 1], emb_dim) for i in range(len(hidden) - 1, 0, -1))
         self.last = nn.Linear(2 * hidden[0], action_dim)
 
-    def embed(self, t: th.Tensor, obs: th.Tensor) -> th.Tensor:
-        """The time-and-condition embedding after its SiLU, shared by all blocks, shape (B, emb_dim)."""
-        t = t.expand(obs.shape[0]) if t.dim() == 0 else t
-        emb = self.merge(th.cat([self.time_embed(t), self.cond_embed(obs)], dim=-1))
+    def embed(self, t: th.Tensor, obs: th.Tensor, cond: th.Tensor | None = None) -> th.Tensor:
+        """The time-and-condition embedding after its SiLU, shared by all blocks, shape (B, emb_dim).
+
+        :param cond: ``cond_embed(obs)`` if already computed (it is the same at every step of an ODE solve)
+        """
+        cond = self.cond_embed(obs) if cond is None else cond
+        t = t.expand(cond.shape[0]) if t.dim() == 0 else t
+        emb = self.merge(th.cat([self.time_embed(t), cond], dim=-1))
         return nn.functional.silu(emb)
 
-    def forward(self, t: th.Tensor, x: th.Tensor, obs: th.Tensor) -> th.Tensor:
-        """Network output at native time ``t`` (scalar or (B,)), noisy action ``x`` (B, d), state ``obs`` (B, n)."""
-        emb = self.embed(t, obs)
+    def forward(self, t: th.Tensor, x: th.Tensor, obs: th.Tensor, cond: th.Tensor | None = None) -> th.Tensor:
+        """Network output at native time ``t`` (scalar or (B,)), noisy action ``x`` (B, d), state ``obs`` (B, n);
+        ``cond`` is ``cond_embed(obs)`` when the caller computed it once for a whole solve."""
+        emb = self.embed(t, obs, cond)
         skips = [self.first(x, emb)]
         for block in self.down:
             skips.append(block(skips[-1], emb))

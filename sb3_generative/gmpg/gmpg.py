@@ -26,6 +26,8 @@ from sb3_generative.policies import GMPGPolicy
 
 SelfGMPG = TypeVar("SelfGMPG", bound="GMPG")
 GRADIENT_METHODS = ("backprop", "checkpoint", "adjoint")
+#: default solver steps of GMPG's solves per probability path (VP-SDE's drift is stiff near the data)
+DEFAULT_GRADIENT_STEPS = {"VPSDEPath": 8, "GVPPath": 4, "ICFMPath": 4}
 
 
 class GMPG(OfflineAlgorithm):
@@ -43,9 +45,11 @@ class GMPG(OfflineAlgorithm):
     :param bc_steps: flow-matching behaviour-cloning steps of mu before the critic
     :param bc_learning_rate: behaviour-cloning learning rate
     :param bc_batch_size: behaviour-cloning minibatch size (None: ``critic_batch_size`` or ``batch_size``)
-    :param n_gradient_steps: solver steps of the differentiated sample and of both likelihood solves
-    :param gradient_solver: fixed-grid solver of those solves ("euler", "midpoint", "rk4"). The default, 4 RK4 steps
-        (16 network evaluations per solve), keeps the forward-solve log pi and the backward-solve log mu of the same
+    :param n_gradient_steps: solver steps of the differentiated sample and of both likelihood solves (None: 4 for
+        GVP and I-CFM, 8 for VP-SDE, whose drift is stiff near the data; on the policy's own samples these match a
+        1000-point Euler grid within 0.01 nats, benchmarks/RESULTS.md)
+    :param gradient_solver: fixed-grid solver of those solves ("euler", "midpoint", "rk4"). RK4 with 4 steps
+        (16 network evaluations per solve) keeps the forward-solve log pi and the backward-solve log mu of the same
         model within 0.02 nats of each other on a narrow Gaussian, where 8 Euler steps are 0.3 nats apart: a gap
         the optimiser would exploit as a fake negative KL (benchmarks/RESULTS.md)
     :param divergence: "exact" (d vector-Jacobian products, exact gradients) or "hutchinson"
@@ -56,6 +60,9 @@ class GMPG(OfflineAlgorithm):
     :param grid_jitter: move the interior points of those solves' grids randomly, by up to this fraction of a step,
         at every update (0: fixed grids). A fixed grid lets pi hide structure between its evaluation times and fake a
         negative KL; a fresh grid each update closes that loophole
+    :param kl_fraction: share of each chunk's states whose KL term is estimated (the first ones; the Q term uses all).
+        The KL's two augmented solves cost about 10x a plain differentiable sample per state, so 0.125 makes an update
+        several times cheaper, with an unbiased but noisier KL estimate; 1.0 (default) is the paper's estimator
     :param critic_steps: IQL steps (skipped with ``critic=``)
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: IQL learning rate
@@ -67,6 +74,7 @@ class GMPG(OfflineAlgorithm):
     :param clip_actions: clip out-of-bounds dataset actions instead of raising
     :param download: let Minari download a missing dataset
     :param critic: a trained critic (or model, or saved model path) to reuse
+    :param precision: "auto" (TF32 on CUDA, fp32 on CPU), "fp32", "tf32" or "bf16" autocast, during ``learn``
     :param policy_kwargs: policy arguments (``generative_model``, ``net_arch``, ``n_sampling_steps``, ...)
     :param stats_window_size: unused offline
     :param tensorboard_log: tensorboard folder
@@ -90,12 +98,13 @@ class GMPG(OfflineAlgorithm):
         bc_steps: int = 200_000,
         bc_learning_rate: float = 1e-4,
         bc_batch_size: int | None = None,
-        n_gradient_steps: int = 4,
+        n_gradient_steps: int | None = None,
         gradient_solver: str = "rk4",
         divergence: str = "exact",
         gradient_method: str = "backprop",
         chunk_size: int | None = None,
         grid_jitter: float = 1.0,
+        kl_fraction: float = 1.0,
         critic_steps: int = 200_000,
         critic_batch_size: int | None = None,
         critic_learning_rate: float = 3e-4,
@@ -107,6 +116,7 @@ class GMPG(OfflineAlgorithm):
         clip_actions: bool = False,
         download: bool = False,
         critic: Any = None,
+        precision: str = "auto",
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -123,6 +133,9 @@ class GMPG(OfflineAlgorithm):
         self.n_gradient_steps, self.gradient_solver = n_gradient_steps, gradient_solver
         self.divergence, self.gradient_method, self.chunk_size = divergence, gradient_method, chunk_size
         self.grid_jitter = grid_jitter
+        if not 0.0 < kl_fraction <= 1.0:
+            raise ValueError(f"kl_fraction must be in (0, 1], got {kl_fraction}")
+        self.kl_fraction = kl_fraction
         self.bc_steps_done = 0
         super().__init__(
             policy,
@@ -141,6 +154,7 @@ class GMPG(OfflineAlgorithm):
             clip_actions=clip_actions,
             download=download,
             critic=critic,
+            precision=precision,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
@@ -149,6 +163,11 @@ class GMPG(OfflineAlgorithm):
             device=device,
             _init_setup_model=_init_setup_model,
         )
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if self.n_gradient_steps is None:
+            self.n_gradient_steps = DEFAULT_GRADIENT_STEPS.get(type(self.actor.path).__name__, 4)
 
     # ------------------------------------------------------------------------------------------------ stages
     def _pretrain(self, progress_bar: bool, log_interval: int) -> None:
@@ -198,17 +217,28 @@ class GMPG(OfflineAlgorithm):
     def policy_loss(self, obs: th.Tensor, noise: th.Tensor | None = None) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """GMPG's objective on a batch of states and its detached statistics.
 
+        ``mean_i(-beta Q(s_i, a_i)) + mean_{i < k}((log pi(a_i|s_i) - log mu(a_i|s_i)) / (d ln 2))`` with
+        ``a_i`` the pathwise sample of pi and ``k = kl_fraction * B`` (all states by default): log pi is accumulated
+        along the sampling solve, log mu comes from a backward solve of mu.
+
         :param obs: normalised states (B, n)
         :param noise: initial noise (B, d); None draws N(0, I)
         :return: (loss, statistics)
         """
         kwargs = self._solve_kwargs()
-        actions, log_pi = self.actor.sample_with_log_prob(obs, noise, **kwargs)
-        log_mu = self.policy.reference.log_prob(actions, obs, **kwargs)
+        if noise is None:
+            noise = th.randn(obs.shape[0], self.actor.action_dim, device=obs.device, dtype=obs.dtype)
+        k = max(1, round(self.kl_fraction * obs.shape[0]))
+        actions, log_pi = self.actor.sample_with_log_prob(obs[:k], noise[:k], **kwargs)
+        log_mu = self.policy.reference.log_prob(actions, obs[:k], **kwargs)
+        if k < obs.shape[0]:  # the other states only need a differentiable action for the Q term
+            sample_kwargs = {key: kwargs[key] for key in ("n_steps", "solver", "with_grad", "use_checkpoint", "adjoint")}
+            rest = self.actor.sample(obs[k:], noise[k:], grid_jitter=self.grid_jitter, **sample_kwargs)
+            actions = th.cat([actions, rest])
         q_value = self.critic.q_value(obs, actions).squeeze(-1)
         bits = self.actor.action_dim * math.log(2.0)
         kl = (log_pi - log_mu) / bits  # one-sample KL(pi || mu) in bits per dimension
-        loss = (-self.beta * q_value + kl).mean()
+        loss = -self.beta * q_value.mean() + kl.mean()
         stats = {
             "policy_loss": loss.detach(),
             "q": q_value.detach().mean(),

@@ -47,6 +47,7 @@ class GMPO(OfflineAlgorithm):
     :param clip_actions: clip out-of-bounds dataset actions instead of raising
     :param download: let Minari download a missing dataset
     :param critic: a trained critic (or model, or saved model path) to reuse; skips critic training
+    :param precision: "auto" (TF32 on CUDA, fp32 on CPU), "fp32", "tf32" or "bf16" autocast, during ``learn``
     :param policy_kwargs: policy arguments: ``generative_model`` ("gvp", "vpsde", "icfm"), ``net_arch``,
         ``n_sampling_steps``, ``solver``, ...
     :param stats_window_size: unused offline, kept for SB3 compatibility
@@ -82,6 +83,7 @@ class GMPO(OfflineAlgorithm):
         clip_actions: bool = False,
         download: bool = False,
         critic: Any = None,
+        precision: str = "auto",
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -108,6 +110,7 @@ class GMPO(OfflineAlgorithm):
             clip_actions=clip_actions,
             download=download,
             critic=critic,
+            precision=precision,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,

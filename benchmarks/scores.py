@@ -1,0 +1,507 @@
+"""The paper's score table, reproducible by one command: {GMPO, GMPG} x {vpsde, gvp, icfm} x datasets x seeds,
+beside d3rlpy's own IQL on the same files, seeds and critic step budget.
+
+Hyperparameters come from ``zoo_configs/{gmpo,gmpg}.yml`` (the paper's, per dataset); ``--budget`` scales every
+step count (policy, critic, behaviour cloning) by one factor and ``--set`` overrides values for a small machine.
+Each (dataset, seed) trains one IQL critic, shared by all of its GMPO and GMPG runs as in the paper. Every run is
+evaluated ``--evals`` times with ``--eval-episodes`` episodes played in parallel (one vectorised environment per
+episode, one batched ``predict`` per step), and writes its evaluations and a checkpoint after each one: a killed
+command continues where it stopped when run again with the same arguments. Runs go ``--jobs`` at a time in
+separate processes (on a GPU they share it). The output folder gets ``scores.csv`` (every evaluation),
+``scores.md`` (final and best scores, mean ± std over seeds, beside the data's own average) and
+``curves_<dataset>.png``.
+
+    python benchmarks/scores.py --datasets hopper-medium --seeds 0 1 --budget 0.01 --jobs 2 --device cpu \\
+        --set batch_size=256 critic_batch_size=256 "policy_kwargs=dict(net_arch=[256, 256])"
+
+Needs the datasets of ``make_d4rl_style.py`` under ``MINARI_DATASETS_PATH``.
+"""
+
+import argparse
+import csv
+import dataclasses
+import json
+import shlex
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+import yaml
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo_configs")
+DATASETS = [f"{task}-{level}" for task in ("halfcheetah", "hopper", "walker2d") for level in
+            ("medium", "medium-replay", "medium-expert")]  # fmt: skip
+EVAL_FIELDS = ["step", "wall_s", "return_mean", "return_std", "score_mean", "score_std"]
+IQL = "iql-d3rlpy"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One unit of work: the shared critic of a (dataset, seed), a policy run, or d3rlpy's IQL."""
+
+    kind: str  # "critic", "policy" or "iql"
+    dataset: str  # e.g. "hopper-medium"
+    seed: int
+    algo: str = ""  # "gmpo" / "gmpg" for policy runs
+    model: str = ""  # "vpsde" / "gvp" / "icfm" for policy runs
+
+    @property
+    def name(self) -> str:
+        return IQL if self.kind == "iql" else f"{self.algo}-{self.model}" if self.kind == "policy" else "critic"
+
+    def folder(self, out: str) -> str:
+        return os.path.join(out, "runs", self.name, self.dataset, f"seed{self.seed}")
+
+
+# ---------------------------------------------------------------------------------------------------- configuration
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a Python literal or ``dict(...)`` (as RL Zoo reads ``policy_kwargs``), else the string."""
+    try:
+        return eval(text, {"dict": dict, "__builtins__": {}})  # trusted command-line input, as RL Zoo does
+    except Exception:
+        return text
+
+
+def hyperparameters(algo: str, dataset: str, budget: float, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments and ``n_timesteps`` of one run: the YAML entry, steps scaled by ``budget``, overrides.
+
+    :param algo: "gmpo" or "gmpg"
+    :param dataset: e.g. "hopper-medium"
+    :param budget: factor on ``n_timesteps``, ``critic_steps`` and ``bc_steps``
+    :param overrides: values replacing the YAML's (``policy_kwargs`` entries are merged)
+    :return: hyperparameters, ``policy_kwargs`` as a dict
+    """
+    with open(os.path.join(CONFIG_DIR, f"{algo}.yml")) as file:
+        config = yaml.safe_load(file)
+    params = dict(config[f"D4RLStyle/{dataset}-v0"])
+    params["policy_kwargs"] = parse_value(params.get("policy_kwargs", "dict()"))
+    for key in ("n_timesteps", "critic_steps", "bc_steps"):
+        if key in params:
+            params[key] = max(1, round(params[key] * budget))
+    for key, value in overrides.items():
+        if key == "policy_kwargs":
+            params["policy_kwargs"] = {**params["policy_kwargs"], **value}
+        else:
+            params[key] = value
+    return params
+
+
+def evaluation_steps(total: int, evals: int, every: int | None = None) -> list[int]:
+    """The steps after which a run is evaluated: every ``every`` steps and at the end, else ``evals`` points evenly
+    spaced up to ``total``."""
+    if every:
+        return sorted({*range(every, total + 1, every), total})
+    return sorted({max(1, round(total * (i + 1) / evals)) for i in range(evals)})
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+def evaluate(model: Any, dataset: str, episodes: int, seed: int) -> np.ndarray:
+    """Returns of ``episodes`` episodes played at once: one vectorised environment per episode, so each step of all
+    of them is one batched ``predict`` (deterministic actions).
+
+    :param model: anything with SB3's ``predict``
+    :param dataset: e.g. "hopper-medium" (its ``D4RLStyle`` environment)
+    :param episodes: number of episodes
+    :param seed: seed of the environments
+    :return: episode returns
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from sb3_generative.zoo import register_d4rl_style_envs
+
+    register_d4rl_style_envs()
+    env = make_vec_env(f"D4RLStyle/{dataset}-v0", n_envs=episodes, seed=10_000 + seed)
+    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
+    env.close()
+    return np.asarray(returns, dtype=np.float64)
+
+
+class Recorder:
+    """A run's evaluations: ``evals.csv`` appended row by row, and the score of each evaluation."""
+
+    def __init__(self, job: Job, out: str, episodes: int, normalize: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.job, self.episodes, self.normalize = job, episodes, normalize
+        self.path = os.path.join(job.folder(out), "evals.csv")
+        self.start = time.time()
+
+    def rows(self, up_to: int) -> list[dict[str, str]]:
+        """Rows already written, keeping those at or before step ``up_to`` (the checkpoint's)."""
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path) as file:
+            return [row for row in csv.DictReader(file) if int(row["step"]) <= up_to]
+
+    def truncate(self, up_to: int) -> None:
+        """Drop rows written after the checkpoint being resumed from (a kill between the row and the save)."""
+        self._write(self.rows(up_to), mode="w")
+
+    def record(self, model: Any, step: int) -> float:
+        returns = evaluate(model, self.job.dataset, self.episodes, self.job.seed)
+        scores = self.normalize(returns)
+        row = {
+            "step": str(step),
+            "wall_s": f"{time.time() - self.start:.1f}",
+            "return_mean": f"{returns.mean():.2f}",
+            "return_std": f"{returns.std():.2f}",
+            "score_mean": f"{scores.mean():.2f}",
+            "score_std": f"{scores.std():.2f}",
+        }
+        self._write([row], mode="a")
+        print(f"[{self.job.name} {self.job.dataset} seed {self.job.seed}] step {step}: score {scores.mean():.1f}", flush=True)
+        return float(scores.mean())
+
+    def _write(self, rows: list[dict[str, str]], mode: str) -> None:
+        new = mode == "w" or not os.path.exists(self.path)
+        with open(self.path, mode, newline="") as file:
+            writer = csv.DictWriter(file, EVAL_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+def mark_done(folder: str, info: dict[str, Any]) -> None:
+    with open(os.path.join(folder, "done.json"), "w") as file:
+        json.dump(info, file, indent=2)
+
+
+# ---------------------------------------------------------------------------------------------------- the jobs
+def run_job(job: Job, args: argparse.Namespace) -> str:
+    """Run one job in this (worker) process; the return value is a line for the log."""
+    import torch as th
+
+    th.set_num_threads(args.threads)
+    os.makedirs(job.folder(args.out), exist_ok=True)
+    if os.path.exists(os.path.join(job.folder(args.out), "done.json")):
+        return f"{job} already done"
+    start = time.time()
+    try:
+        {"critic": train_critic, "policy": train_policy, "iql": train_iql}[job.kind](job, args)
+    except Exception:
+        with open(os.path.join(job.folder(args.out), "error.txt"), "w") as file:
+            file.write(traceback.format_exc())
+        return f"{job} FAILED: see {job.folder(args.out)}/error.txt"
+    return f"{job} finished in {time.time() - start:.0f} s"
+
+
+def critic_path(args: argparse.Namespace, dataset: str, seed: int) -> str:
+    return os.path.join(Job("critic", dataset, seed).folder(args.out), "critic.zip")
+
+
+def train_critic(job: Job, args: argparse.Namespace) -> None:
+    """The IQL critic of a (dataset, seed): the GMPO entry's critic settings (the paper's GMPG entries have the same),
+    with ``--set`` / ``--gmpo-set`` overrides."""
+    params = hyperparameters("gmpo", job.dataset, args.budget, args.overrides.get("gmpo", {}))
+    model = build("gmpo", job, params, args, critic=None)
+    model.learn(0, log_interval=max(1, params["critic_steps"] // 10))
+    model.save(critic_path(args, job.dataset, job.seed))
+    average = float(model.normalized_score(dataset_returns(model)).mean())
+    mark_done(job.folder(args.out), {"critic_steps": params["critic_steps"], "dataset_average": average})
+
+
+def dataset_returns(model: Any) -> np.ndarray:
+    from sb3_generative.common.datasets import load_offline_data
+
+    return load_offline_data(model.dataset_source).episode_returns()
+
+
+def build(algo: str, job: Job, params: dict[str, Any], args: argparse.Namespace, critic: str | None) -> Any:
+    """A GMPO or GMPG model for a job's dataset and seed from its hyperparameters."""
+    from sb3_generative import GMPG, GMPO
+    from sb3_generative.zoo import register_d4rl_style_envs
+
+    register_d4rl_style_envs()
+    kwargs = {k: v for k, v in params.items() if k not in ("n_timesteps", "policy", "dataset")}
+    cls = GMPO if algo == "gmpo" else GMPG
+    return cls(
+        params.get("policy", "GenerativePolicy"),
+        f"D4RLStyle/{job.dataset}-v0",
+        dataset=params["dataset"],
+        critic=critic,
+        seed=job.seed,
+        device=args.device,
+        verbose=0,
+        **kwargs,
+    )
+
+
+def train_policy(job: Job, args: argparse.Namespace) -> None:
+    """A GMPO or GMPG run from the shared critic, evaluated and checkpointed at its evaluation steps."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from sb3_generative import GMPG, GMPO
+
+    params = hyperparameters(job.algo, job.dataset, args.budget, args.overrides.get(job.algo, {}))
+    params["policy_kwargs"]["generative_model"] = job.model
+    folder, total = job.folder(args.out), params["n_timesteps"]
+    checkpoint = os.path.join(folder, "checkpoint.zip")
+    if os.path.exists(checkpoint):  # resume: the checkpoint holds the step count and random states
+        cls = GMPO if job.algo == "gmpo" else GMPG
+        model = cls.load(checkpoint, env=None, device=args.device, dataset=params["dataset"])
+    else:
+        model = build(job.algo, job, params, args, critic=critic_path(args, job.dataset, job.seed))
+    recorder = Recorder(job, args.out, args.eval_episodes, model.normalized_score)
+    recorder.truncate(model.num_timesteps if os.path.exists(checkpoint) else -1)
+    if not os.path.exists(checkpoint) and job.algo == "gmpg":
+        model.learn(0)  # behaviour cloning: the starting point GMPG must improve on, scored at step 0
+        recorder.record(model, 0)
+        model.save(checkpoint)
+    points = [s for s in evaluation_steps(total, args.evals, args.eval_freq) if s > model.num_timesteps]
+
+    class Evaluate(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps in points:
+                recorder.record(self.model, self.num_timesteps)
+                self.model.save(checkpoint)
+            return True
+
+    if points:
+        model.learn(total - model.num_timesteps, callback=Evaluate(), reset_num_timesteps=False, log_interval=None)
+    mark_done(folder, {"n_timesteps": total, "params": {k: repr(v) for k, v in params.items()}})
+
+
+def train_iql(job: Job, args: argparse.Namespace) -> None:
+    """d3rlpy's IQL with its D4RL reproduction settings on the same Minari file, seed and critic step budget:
+    rewards scaled by 1000 / (max return - min return) (the IQL paper's convention), cosine-annealed actor Adam."""
+    import d3rlpy
+
+    from sb3_generative.common.datasets import load_offline_data, locomotion_reward_scale, normalized_score
+
+    params = hyperparameters("gmpo", job.dataset, args.budget, {})
+    total, data = params["critic_steps"], load_offline_data(params["dataset"])
+    folder = job.folder(args.out)
+    state_path = os.path.join(folder, "checkpoint.json")  # names the last complete checkpoint and its step
+    d3rlpy.seed(job.seed)
+    if os.path.exists(state_path):
+        with open(state_path) as file:
+            state = json.load(file)
+        iql, done = (
+            d3rlpy.load_learnable(os.path.join(folder, state["file"]), device=d3rlpy_device(args.device)),
+            state["step"],
+        )
+    else:
+        iql = d3rlpy.algos.IQLConfig(
+            actor_optim_factory=d3rlpy.optimizers.AdamFactory(
+                lr_scheduler_factory=d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=total)
+            ),
+        ).create(device=d3rlpy_device(args.device))
+        done = 0
+    recorder = Recorder(job, args.out, args.eval_episodes, lambda r: normalized_score(r, data))
+    recorder.truncate(done)
+    mdp = mdp_dataset(data, locomotion_reward_scale(data))
+    policy = D3rlpyPolicy(iql)
+    for point in [s for s in evaluation_steps(total, args.evals, args.eval_freq) if s > done]:
+        iql.fit(mdp, n_steps=point - done, n_steps_per_epoch=point - done, show_progress=False,
+                logger_adapter=d3rlpy.logging.NoopAdapterFactory())  # fmt: skip
+        recorder.record(policy, point)
+        iql.save(os.path.join(folder, f"checkpoint_{point}.d3"))
+        with open(state_path + ".tmp", "w") as file:
+            json.dump({"file": f"checkpoint_{point}.d3", "step": point}, file)
+        os.replace(state_path + ".tmp", state_path)  # only now does the new checkpoint count
+        if done and os.path.exists(os.path.join(folder, f"checkpoint_{done}.d3")):
+            os.remove(os.path.join(folder, f"checkpoint_{done}.d3"))
+        done = point
+    mark_done(folder, {"n_steps": total})
+
+
+def d3rlpy_device(device: str) -> str:
+    """d3rlpy wants "cpu:0" or "cuda:N" (a bare "cuda" breaks its loading)."""
+    if device == "auto":
+        import torch as th
+
+        device = "cuda" if th.cuda.is_available() else "cpu"
+    return device if ":" in device else f"{device}:0"
+
+
+def mdp_dataset(data: Any, reward_scale: float) -> Any:
+    """d3rlpy's dataset from our flat transitions: episodes end at terminations or time-outs (never both)."""
+    import d3rlpy
+
+    timeouts = data.truncations & ~data.terminations
+    if not (data.terminations[-1] or timeouts[-1]):
+        timeouts = timeouts.copy()
+        timeouts[-1] = True
+    return d3rlpy.dataset.MDPDataset(
+        observations=data.observations,
+        actions=data.actions,
+        rewards=(data.rewards * reward_scale).astype(np.float32),
+        terminals=data.terminations.astype(np.float32),
+        timeouts=timeouts.astype(np.float32),
+    )
+
+
+class D3rlpyPolicy:
+    """SB3's ``predict`` over a d3rlpy algorithm (its greedy actions), for ``evaluate_policy``."""
+
+    def __init__(self, algo: Any) -> None:
+        self.algo = algo
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:  # fmt: skip
+        return self.algo.predict(np.asarray(observation, dtype=np.float32)), None
+
+
+# ---------------------------------------------------------------------------------------------------- report
+def collect(args: argparse.Namespace, jobs: list[Job]) -> list[dict[str, Any]]:
+    """Every evaluation of every run, tagged with its run; written to ``scores.csv``."""
+    rows = []
+    for job in jobs:
+        path = os.path.join(job.folder(args.out), "evals.csv")
+        if job.kind == "critic" or not os.path.exists(path):
+            continue
+        done = os.path.exists(os.path.join(job.folder(args.out), "done.json"))
+        with open(path) as file:
+            for row in csv.DictReader(file):
+                rows.append({"method": job.name, "dataset": job.dataset, "seed": job.seed, "finished": done, **row})
+    with open(os.path.join(args.out, "scores.csv"), "w", newline="") as file:
+        writer = csv.DictWriter(file, ["method", "dataset", "seed", "finished", *EVAL_FIELDS])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def dataset_averages(args: argparse.Namespace, datasets: list[str], seeds: list[int]) -> dict[str, float]:
+    averages = {}
+    for dataset in datasets:
+        for seed in seeds:
+            path = os.path.join(Job("critic", dataset, seed).folder(args.out), "done.json")
+            if os.path.exists(path):
+                with open(path) as file:
+                    averages[dataset] = json.load(file)["dataset_average"]
+    return averages
+
+
+def summary(rows: list[dict[str, Any]], method: str, dataset: str, best: bool) -> str:
+    """``mean ± std (n seeds)`` of the final (or best) evaluation of each finished seed."""
+    per_seed: dict[int, list[float]] = {}
+    for row in rows:
+        if row["method"] == method and row["dataset"] == dataset and row["finished"]:
+            per_seed.setdefault(row["seed"], []).append(float(row["score_mean"]))
+    if not per_seed:
+        return "—"
+    values = np.array([max(v) if best else v[-1] for v in per_seed.values()])
+    return f"{values.mean():.1f} ± {values.std():.1f} ({len(values)})"
+
+
+def write_table(args: argparse.Namespace, rows: list[dict[str, Any]], methods: list[str], datasets: list[str]) -> None:
+    """``scores.md``: D4RL-normalised final and best scores, mean ± std over seeds (seeds in brackets)."""
+    averages = dataset_averages(args, datasets, args.seeds)
+    cadence = f"every {args.eval_freq} steps" if args.eval_freq else f"{args.evals} evaluations per run"
+    overrides = "; ".join(f"{algo}: {values}" for algo, values in args.overrides.items() if values) or "none"
+    lines = [
+        f"Budget {args.budget} of the paper's steps; overrides {overrides}; {args.eval_episodes} episodes per "
+        f"evaluation, {cadence}. Entries: mean ± std over seeds (number of seeds).",
+        "",
+    ]
+    for label, best in (("Final score (last evaluation)", False), ("Best evaluation (optimistic; not a final score)", True)):
+        lines += [f"### {label}", "", "| dataset | data | " + " | ".join(methods) + " |",
+                  "|---|---|" + "---|" * len(methods)]  # fmt: skip
+        for dataset in datasets:
+            data = f"{averages[dataset]:.1f}" if dataset in averages else "—"
+            cells = [summary(rows, method, dataset, best) for method in methods]
+            lines.append(f"| {dataset} | {data} | " + " | ".join(cells) + " |")
+        lines.append("")
+    with open(os.path.join(args.out, "scores.md"), "w") as file:
+        file.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+def plot_curves(args: argparse.Namespace, rows: list[dict[str, Any]], methods: list[str], datasets: list[str]) -> None:
+    """``curves_<dataset>.png``: mean normalised score over seeds against steps, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    averages = dataset_averages(args, datasets, args.seeds)
+    for dataset in datasets:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for method in methods:
+            points: dict[int, list[float]] = {}
+            for row in rows:
+                if row["method"] == method and row["dataset"] == dataset:
+                    points.setdefault(int(row["step"]), []).append(float(row["score_mean"]))
+            if points:
+                steps = sorted(points)
+                ax.plot(steps, [np.mean(points[s]) for s in steps], marker="o", label=method)
+        if dataset in averages:
+            ax.axhline(averages[dataset], color="grey", linestyle="--", label="data average")
+        ax.set(title=dataset, xlabel="gradient steps (policy; IQL: joint)", ylabel="D4RL-normalised score")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, f"curves_{dataset}.png"), dpi=100)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def plan(args: argparse.Namespace) -> tuple[list[Job], list[Job]]:
+    """The critic jobs (first) and the jobs that need them."""
+    critics = [Job("critic", d, s) for d in args.datasets for s in args.seeds]
+    runs = [Job("policy", d, s, a, m) for d in args.datasets for s in args.seeds for a in args.algos for m in args.models]
+    if args.reference:
+        runs += [Job("iql", d, s) for d in args.datasets for s in args.seeds]
+    return critics, runs
+
+
+def run_all(args: argparse.Namespace, jobs: list[Job]) -> None:
+    if args.jobs == 1:
+        for job in jobs:
+            print(run_job(job, args), flush=True)
+        return
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        for line in pool.map(run_job, jobs, [args] * len(jobs)):
+            print(line, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="*", default=["gmpo", "gmpg"], choices=["gmpo", "gmpg"])
+    parser.add_argument("--models", nargs="+", default=["vpsde", "gvp", "icfm"], choices=["vpsde", "gvp", "icfm"])
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget", type=float, default=1.0, help="factor on every step count of the YAML")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override for both algorithms")
+    parser.add_argument("--gmpo-set", nargs="*", default=[], metavar="KEY=VALUE", help="override for GMPO only")
+    parser.add_argument("--gmpg-set", nargs="*", default=[], metavar="KEY=VALUE", help="override for GMPG only")
+    parser.add_argument("--evals", type=int, default=5, help="evaluations per run, evenly spaced")
+    parser.add_argument("--eval-freq", type=int, default=None, help="evaluate every N steps instead (and at the end)")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip d3rlpy's IQL")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per job")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="benchmarks/out/scores")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the table and plots from what is there")
+    args = parser.parse_args(argv)
+
+    def pairs(items: list[str]) -> dict[str, Any]:
+        return {k: parse_value(v) for k, v in (item.split("=", 1) for item in items)}
+
+    shared = pairs(args.set)
+    args.overrides = {"gmpo": {**shared, **pairs(args.gmpo_set)}, "gmpg": {**shared, **pairs(args.gmpg_set)}}
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "command.txt"), "a") as file:
+        file.write("python benchmarks/scores.py " + shlex.join(sys.argv[1:] if argv is None else argv) + "\n")
+    critics, runs = plan(args)
+    if not args.report_only:
+        run_all(args, critics)
+        run_all(args, runs)
+    methods = [f"{a}-{m}" for a in args.algos for m in args.models] + ([IQL] if args.reference else [])
+    rows = collect(args, runs)
+    write_table(args, rows, methods, args.datasets)
+    plot_curves(args, rows, methods, args.datasets)
+
+
+if __name__ == "__main__":
+    main()

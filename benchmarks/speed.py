@@ -1,0 +1,261 @@
+"""Speed of our updates and sampler, each beside a plain eager PyTorch implementation of the same computation run in
+the same process on the same weights and data (the ratio is the figure; absolute times depend on the machine).
+
+Rows (the speed issue's table): GMPO policy update, IQL critic update, GMPG update, ``predict`` latency for one
+observation, sampling throughput for a large batch. Two settings: the paper's network ([512, 256, 128]) at batch
+4096 and a small one ([256, 256]) at batch 256. The plain references are what a straightforward implementation
+does: indices drawn on the host and the batch copied over, a ``loss.item()`` per step, ``foreach``-free Adam, a
+Python loop of network calls for the sampler (``torch.no_grad``), and GMPG's exact divergence as one backward pass
+per action dimension. On CUDA the arithmetic-limit fraction (model FLOPs / peak TF32 FLOPs / time) is reported too.
+
+    python benchmarks/speed.py --device cpu --threads 2 --out benchmarks/results/speed_cpu.json
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch as th
+
+import sb3_generative
+from sb3_generative import GMPG, GMPO
+from sb3_generative.generative.model import GenerativeModel
+
+OBS_DIM, ACTION_DIM, N_DATA = 17, 6, 200_000  # HalfCheetah sizes
+PEAK_TF32_FLOPS = {"H200": 494e12, "H100": 494e12, "A100": 156e12}  # dense, from the vendors' data sheets
+
+
+def timed(fn: Callable[[], Any], device: th.device, repeats: int, budget_s: float = 10.0) -> float:
+    """Median seconds of one call of ``fn`` after a warm-up call (the device is synchronised around each call);
+    slow calls are repeated fewer times, at least 3, so that each measurement takes about ``budget_s``."""
+
+    def once() -> float:
+        if device.type == "cuda":
+            th.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            th.cuda.synchronize()
+        return time.perf_counter() - start
+
+    first = min(once(), once())
+    n = max(3, min(repeats, int(budget_s / max(first, 1e-9))))
+    return statistics.median(once() for _ in range(n))
+
+
+def arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = N_DATA
+    data = {
+        "observations": rng.normal(size=(n, OBS_DIM)).astype(np.float32),
+        "actions": np.tanh(rng.normal(size=(n, ACTION_DIM))).astype(np.float32),
+        "rewards": rng.normal(size=n).astype(np.float32),
+        "next_observations": rng.normal(size=(n, OBS_DIM)).astype(np.float32),
+        "terminals": np.zeros(n, bool),
+        "timeouts": np.zeros(n, bool),
+    }
+    data["timeouts"][999::1000] = True
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------- references
+class PlainGMPO:
+    """GMPO's update written plainly: host-side indices, a copy to the device, ``loss.item()`` every step."""
+
+    def __init__(self, model: GMPO, data: dict[str, np.ndarray]) -> None:
+        self.model, self.actor = model, copy.deepcopy(model.actor)
+        self.optimizer = th.optim.Adam(self.actor.parameters(), lr=1e-4, foreach=False)
+        self.obs, self.actions = th.as_tensor(data["observations"]), th.as_tensor(data["actions"])
+
+    def step(self, batch: int) -> float:
+        idx = th.as_tensor(np.random.randint(0, len(self.obs), batch))
+        obs, actions = self.obs[idx].to(self.model.device), self.actions[idx].to(self.model.device)
+        with th.no_grad():
+            weight = th.exp(self.model.beta * self.model.critic.advantage(obs, actions)).clamp(max=self.model.weight_clamp)
+        loss = (weight * self.actor.per_sample_loss(actions, obs)).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+
+class PlainIQL:
+    """IQL's critic update written plainly on copies of our Q and V networks (same losses), one ``item()`` a step."""
+
+    def __init__(self, model: GMPO, data: dict[str, np.ndarray]) -> None:
+        self.critic = copy.deepcopy(model.critic)
+        self.critic.optimizer = th.optim.Adam(
+            [*self.critic.q_funcs.parameters(), *self.critic.value_func.parameters()], lr=3e-4, foreach=False
+        )
+        self.device = model.device
+        self.data = {k: th.as_tensor(data[k]) for k in ("observations", "actions", "rewards", "next_observations")}
+        self.data["dones"] = th.as_tensor(data["terminals"], dtype=th.float32)
+
+    def step(self, batch: int) -> float:
+        idx = th.as_tensor(np.random.randint(0, len(self.data["rewards"]), batch))
+        b = {k: v[idx].to(self.device) for k, v in self.data.items()}
+        q_loss, v_loss = self.critic.update(
+            b["observations"], b["actions"], b["rewards"].unsqueeze(-1), b["next_observations"], b["dones"].unsqueeze(-1)
+        )
+        return q_loss.item() + v_loss.item()
+
+
+def plain_divergence(velocity: Callable[[th.Tensor], th.Tensor], x: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """Velocity and exact divergence with one backward pass per action dimension (the textbook loop)."""
+    x = x if x.requires_grad else x.detach().requires_grad_(True)
+    v = velocity(x)
+    div = sum(th.autograd.grad(v[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(x.shape[1]))
+    return v, div  # type: ignore[return-value]
+
+
+def plain_log_prob_solve(
+    model: GenerativeModel, obs: th.Tensor, x0: th.Tensor, grid: th.Tensor
+) -> tuple[th.Tensor, th.Tensor]:
+    """RK4 over ``grid`` of the augmented ODE (x, int div), divergence by the per-dimension loop."""
+
+    def f(tau: th.Tensor, x: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        return plain_divergence(lambda y: model.velocity(tau, y, obs), x)
+
+    x, acc = x0, th.zeros(x0.shape[0], device=x0.device)
+    for i in range(len(grid) - 1):
+        t, h = grid[i], grid[i + 1] - grid[i]
+        k1 = f(t, x)
+        k2 = f(t + h / 2, x + h / 2 * k1[0])
+        k3 = f(t + h / 2, x + h / 2 * k2[0])
+        k4 = f(t + h, x + h * k3[0])
+        x = x + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
+        acc = acc + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
+    return x, acc
+
+
+class PlainGMPG:
+    """GMPG's update (same objective, grid and solver) with the per-dimension divergence loop and ``item()``."""
+
+    def __init__(self, model: GMPG, data: dict[str, np.ndarray]) -> None:
+        self.model, self.actor = model, copy.deepcopy(model.actor)
+        self.optimizer = th.optim.Adam(self.actor.parameters(), lr=1e-4, foreach=False)
+        self.obs = th.as_tensor(data["observations"])
+
+    def step(self, batch: int) -> float:
+        obs = self.obs[th.as_tensor(np.random.randint(0, len(self.obs), batch))].to(self.model.device)
+        n = self.model.n_gradient_steps
+        noise = th.randn(batch, ACTION_DIM, device=obs.device)
+        actions, int_div = plain_log_prob_solve(self.actor, obs, noise, th.linspace(0, 1, n + 1, device=obs.device))
+        log_pi = -0.5 * (noise**2).sum(-1) - 0.5 * ACTION_DIM * math.log(2 * math.pi) - int_div
+        reference = self.model.policy.reference
+        end = reference._data_end()
+        z, neg_int = plain_log_prob_solve(reference, obs, actions, th.linspace(end, 0, n + 1, device=obs.device))
+        log_mu = -0.5 * (z**2).sum(-1) - 0.5 * ACTION_DIM * math.log(2 * math.pi) + neg_int
+        q = self.model.critic.q_value(obs, actions).squeeze(-1)
+        loss = (-self.model.beta * q + (log_pi - log_mu) / (ACTION_DIM * math.log(2))).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+
+def plain_sample(model: GenerativeModel, obs: th.Tensor, n_steps: int = 31) -> np.ndarray:
+    """The reference sampler: a Python loop of Euler steps under ``no_grad``, times made as new tensors each step."""
+    with th.no_grad():
+        x = th.zeros(obs.shape[0], ACTION_DIM, device=obs.device)
+        times = np.linspace(0.0, 1.0, n_steps + 1)
+        for i in range(n_steps):
+            h, t = float(times[i + 1] - times[i]), th.tensor(float(times[i]), device=obs.device)
+            x = x + h * model.velocity(t, x, obs)
+        return x.clamp(-1, 1).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------------- rows
+def flops_per_row(model: GenerativeModel) -> float:
+    """Multiply-adds x 2 of one network evaluation for one row (linear layers only)."""
+    return 2.0 * sum(m.in_features * m.out_features for m in model.net.modules() if isinstance(m, th.nn.Linear))
+
+
+def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    device, data, rows = th.device(args.device), arrays(), []
+    common = dict(dataset=data, critic_steps=0, critic_batch_size=batch, device=device, seed=0,
+                  policy_kwargs=dict(net_arch=net_arch))  # fmt: skip
+    gmpo = GMPO("GenerativePolicy", None, batch_size=batch, beta=3.0, **common)
+    gmpo.learn(0)
+    plain, plain_iql = PlainGMPO(gmpo, data), PlainIQL(gmpo, data)
+    buffer = gmpo.replay_buffer
+    assert buffer is not None
+
+    def critic_step() -> None:
+        b = buffer.sample(batch)
+        gmpo.critic.update(b.observations, b.actions, b.rewards, b.next_observations, b.dones)
+
+    gmpg_batch = args.gmpg_batch or batch
+    gmpg = GMPG("GenerativePolicy", None, batch_size=gmpg_batch, chunk_size=args.gmpg_chunk, bc_steps=0, **common)
+    gmpg.learn(0)
+    plain_gmpg = PlainGMPG(gmpg, data)
+
+    def gmpg_sub_batch_kl() -> None:
+        gmpg.kl_fraction = 0.125
+        gmpg.train(1, gmpg_batch)
+        gmpg.kl_fraction = 1.0
+
+    obs1 = data["observations"][:1]
+    obs_big = th.as_tensor(data["observations"][: args.sample_batch], device=device)
+    cases: list[tuple[str, Callable[[], Any], Callable[[], Any], int, float]] = [
+        ("GMPO policy update", lambda: gmpo.train(1, batch), lambda: plain.step(batch), batch, 3.0),
+        ("IQL critic update", critic_step, lambda: plain_iql.step(batch), batch, 0.0),
+        ("GMPG update", lambda: gmpg.train(1, gmpg_batch), lambda: plain_gmpg.step(gmpg_batch), gmpg_batch, 0.0),
+        ("GMPG update, KL on 1/8 of the states", gmpg_sub_batch_kl, lambda: plain_gmpg.step(gmpg_batch), gmpg_batch, 0.0),
+        ("predict, 1 observation", lambda: gmpo.predict(obs1, deterministic=True),
+         lambda: plain_sample(gmpo.actor, th.as_tensor(obs1, dtype=th.float32, device=device)), 1, 31.0),
+        (f"sample {args.sample_batch} observations", lambda: gmpo.policy._predict(obs_big, deterministic=True),
+         lambda: plain_sample(gmpo.actor, obs_big), args.sample_batch, 31.0),
+    ]  # fmt: skip
+    peak = next((v for k, v in PEAK_TF32_FLOPS.items() if device.type == "cuda" and k in th.cuda.get_device_name()), None)
+    for name, ours, reference, rows_per_call, net_evals in cases:
+        ours_s, ref_s = timed(ours, device, args.repeats), timed(reference, device, args.repeats)
+        row = {"setting": setting, "what": name, "batch": rows_per_call, "ours_ms": round(ours_s * 1e3, 3),
+               "plain_eager_ms": round(ref_s * 1e3, 3), "speed-up": round(ref_s / ours_s, 2)}  # fmt: skip
+        if peak and net_evals:  # forward (+ backward, 2x forward) FLOPs of the actor for the update
+            flops = flops_per_row(gmpo.actor) * rows_per_call * (net_evals if "update" not in name else 3.0)
+            row["arithmetic_limit_fraction"] = round(flops / peak / ours_s, 4)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--settings", nargs="+", default=["small", "paper"], choices=["small", "paper"])
+    parser.add_argument("--repeats", type=int, default=50, help="timed calls at most (fewer for slow ones)")
+    parser.add_argument("--gmpg-batch", type=int, default=None, help="GMPG states per update (default: the setting's)")
+    parser.add_argument("--gmpg-chunk", type=int, default=None, help="GMPG chunk size")
+    parser.add_argument("--sample-batch", type=int, default=4096)
+    parser.add_argument("--out", default=None, help="JSON file for the rows")
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    settings = {"small": ([256, 256], 256), "paper": ([512, 256, 128], 4096)}
+    rows = [r for name in args.settings for r in measure(name, *settings[name], args)]
+    device_name = th.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    result = {
+        "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
+        "machine": f"{device_name}, {os.cpu_count()} cores, {args.threads} torch threads",
+        "torch": th.__version__,
+        "sb3_generative": sb3_generative.__version__,
+        "rows": rows,
+    }
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as file:
+            json.dump(result, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

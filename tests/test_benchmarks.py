@@ -1,0 +1,109 @@
+"""benchmarks/scores.py end to end on a tiny hopper dataset: the table, the reference column, resumption."""
+
+import csv
+import importlib.util
+import os
+from types import ModuleType
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from tests.conftest import make_minari_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_SETTINGS = [
+    "--budget", "1e-5", "--evals", "2", "--eval-episodes", "2", "--device", "cpu", "--jobs", "1",
+    "--set", "batch_size=16", "critic_batch_size=16", "policy_kwargs=dict(net_arch=[16, 16], emb_dim=16)",
+    "--gmpg-set", "bc_batch_size=16", "chunk_size=8", "n_gradient_steps=2",
+]  # fmt: skip
+
+
+def load_scores() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("scores", os.path.join(ROOT, "benchmarks", "scores.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def random_hopper_episodes(n_episodes: int = 6, seed: int = 0) -> list:
+    """Short random-action Hopper-v4 episodes (they fall within a few dozen steps)."""
+    from minari.data_collector import EpisodeBuffer
+
+    env, rng, episodes = gym.make("Hopper-v4", max_episode_steps=200), np.random.default_rng(seed), []
+    for k in range(n_episodes):
+        obs, _ = env.reset(seed=k)
+        cols: dict[str, list] = {"o": [obs], "a": [], "r": [], "te": [], "tr": []}
+        done = False
+        while not done:
+            action = rng.uniform(-1, 1, 3).astype(np.float32)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            for key, value in zip(("o", "a", "r", "te", "tr"), (obs, action, float(reward), terminated, truncated)):
+                cols[key].append(value)
+            done = terminated or truncated
+        episodes.append(EpisodeBuffer(id=k, seed=k, observations=np.asarray(cols["o"], np.float32),
+                                      actions=np.asarray(cols["a"], np.float32), rewards=cols["r"],
+                                      terminations=cols["te"], truncations=cols["tr"]))  # fmt: skip
+    return episodes
+
+
+@pytest.fixture(scope="module")
+def hopper_medium(minari_root: str) -> str:
+    dataset_id = "d4rl-style/hopper/medium-v0"
+    make_minari_dataset(dataset_id, random_hopper_episodes(), env_id="Hopper-v4", ref_min_score=-20.272305,
+                        ref_max_score=3234.3)  # fmt: skip
+    return dataset_id
+
+
+def read_rows(path: str) -> list[dict[str, str]]:
+    with open(path) as file:
+        return list(csv.DictReader(file))
+
+
+def test_score_table_with_every_method_and_the_d3rlpy_reference(hopper_medium: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    scores = load_scores()
+    out = str(tmp_path / "scores")
+    scores.main(["--datasets", "hopper-medium", "--seeds", "0", "--out", out, *TINY_SETTINGS])
+    rows = read_rows(os.path.join(out, "scores.csv"))
+    methods = {row["method"] for row in rows}
+    assert methods == {f"{a}-{m}" for a in ("gmpo", "gmpg") for m in ("vpsde", "gvp", "icfm")} | {"iql-d3rlpy"}
+    gmpg_steps = sorted(int(r["step"]) for r in rows if r["method"] == "gmpg-gvp")
+    assert gmpg_steps == [0, 1]  # the behaviour-cloned start is scored, then the policy-gradient steps
+    assert all(r["finished"] == "True" and np.isfinite(float(r["score_mean"])) for r in rows)
+    table = open(os.path.join(out, "scores.md")).read()
+    assert "iql-d3rlpy" in table and "Final score" in table and "Best evaluation" in table
+    assert "| hopper-medium |" in table and "—" not in table.split("### Best")[0].split("hopper-medium")[1].split("\n")[0]
+    assert os.path.exists(os.path.join(out, "curves_hopper-medium.png"))
+
+
+def test_a_killed_run_resumes_where_it_stopped(hopper_medium: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    scores = load_scores()
+    args = ["--datasets", "hopper-medium", "--seeds", "0", "--algos", "gmpo", "--models", "gvp", "--no-reference"]
+    straight = str(tmp_path / "straight")
+    scores.main([*args, "--out", straight, *TINY_SETTINGS])
+
+    resumed = str(tmp_path / "resumed")
+    record = scores.Recorder.record
+    calls = []
+
+    def dies_on_second_evaluation(self, model, step):  # type: ignore[no-untyped-def]
+        calls.append(step)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")  # the process dies: nothing after the first checkpoint is kept
+        return record(self, model, step)
+
+    monkeypatch.setattr(scores.Recorder, "record", dies_on_second_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        scores.main([*args, "--out", resumed, *TINY_SETTINGS])
+    run = os.path.join(resumed, "runs", "gmpo-gvp", "hopper-medium", "seed0")
+    assert os.path.exists(os.path.join(run, "checkpoint.zip")) and not os.path.exists(os.path.join(run, "done.json"))
+    monkeypatch.setattr(scores.Recorder, "record", record)
+    scores.main([*args, "--out", resumed, *TINY_SETTINGS])  # the same command again
+
+    done, expected = (
+        read_rows(os.path.join(run, "evals.csv")),
+        read_rows(os.path.join(straight, "runs", "gmpo-gvp", "hopper-medium", "seed0", "evals.csv")),
+    )
+    assert [r["step"] for r in done] == [r["step"] for r in expected]  # each evaluation once, none lost
+    assert [r["return_mean"] for r in done] == [r["return_mean"] for r in expected]  # the same run, bit for bit
