@@ -488,8 +488,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def check_overrides(overrides: dict[str, dict[str, Any]]) -> None:
+    """Refuse an override that is not a constructor argument of its algorithm before any run starts."""
+    import inspect
+
+    from sb3_generative import GMPG, GMPO
+
+    for algo, cls in (("gmpo", GMPO), ("gmpg", GMPG)):
+        unknown = sorted(set(overrides[algo]) - set(inspect.signature(cls.__init__).parameters) - {"n_timesteps"})
+        if unknown:
+            raise SystemExit(f"{', '.join(unknown)}: not an argument of {cls.__name__} (use --gmpo-set / --gmpg-set)")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    check_overrides(args.overrides)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "command.txt"), "a") as file:
         file.write("python benchmarks/scores.py " + shlex.join(sys.argv[1:] if argv is None else argv) + "\n")

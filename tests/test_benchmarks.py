@@ -107,3 +107,10 @@ def test_a_killed_run_resumes_where_it_stopped(hopper_medium: str, tmp_path, mon
     )
     assert [r["step"] for r in done] == [r["step"] for r in expected]  # each evaluation once, none lost
     assert [r["return_mean"] for r in done] == [r["return_mean"] for r in expected]  # the same run, bit for bit
+
+
+def test_an_override_that_is_not_an_argument_is_refused_before_any_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    scores = load_scores()
+    with pytest.raises(SystemExit, match="bc_batch_size: not an argument of GMPO"):
+        scores.main(["--datasets", "hopper-medium", "--out", str(tmp_path / "x"), "--set", "bc_batch_size=16"])
+    assert not os.path.exists(tmp_path / "x" / "runs")
