@@ -46,16 +46,23 @@ def build(args: argparse.Namespace) -> GMPO:
         )
     from sb3_generative import GMPG  # the GMPG issue
 
-    return GMPG(
+    model = GMPG(
         "GenerativePolicy",
         args.env,
         beta=args.beta,
-        bc_steps=args.bc_steps,
+        bc_steps=0 if args.base_model else args.bc_steps,
         bc_learning_rate=args.bc_learning_rate,
         learning_rate=args.learning_rate,
         n_gradient_steps=args.n_gradient_steps,
+        grid_power=args.grid_power,
+        kl_fraction=args.kl_fraction,
         **common,
     )
+    if args.base_model:  # pi and mu both start from the behaviour model of an earlier GMPG run
+        behaviour = GMPG.load(args.base_model, device="cpu").policy.reference.state_dict()
+        model.actor.load_state_dict(behaviour)
+        model.policy.reference.load_state_dict(behaviour)
+    return model
 
 
 def main() -> None:
@@ -74,7 +81,10 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--beta", type=float, default=16.0)
     parser.add_argument("--weight-clamp", type=float, default=1000.0)
-    parser.add_argument("--n-gradient-steps", type=int, default=None, help="GMPG solver steps (None: the default)")
+    parser.add_argument("--n-gradient-steps", type=int, default=8, help="GMPG solver steps")
+    parser.add_argument("--grid-power", type=float, default=2.0, help="GMPG grid exponent (1: uniform)")
+    parser.add_argument("--kl-fraction", type=float, default=1.0, help="GMPG share of states with a KL estimate")
+    parser.add_argument("--base-model", default=None, help="saved GMPG model whose behaviour model mu is reused")
     parser.add_argument("--critic", default=None, help="saved model whose critic is reused")
     parser.add_argument("--eval-freq", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=10)
@@ -137,12 +147,16 @@ def kl_check(model: "sb3_generative.GMPG", n_states: int = 256) -> dict[str, flo
     1000-point Euler grid (close to exact): a policy that games a coarse likelihood shows a gap here."""
     obs = model.policy.normalize_obs(model.replay_buffer.sample(n_states).observations)  # type: ignore[union-attr]
     noise, bits = th.randn(n_states, model.actor.action_dim), model.actor.action_dim * np.log(2.0)
-    grids = {"training grid": (model.gradient_solver, model.n_gradient_steps), "euler 1000": ("euler", 1000)}
+    grids = {
+        "training grid": (model.gradient_solver, model.n_gradient_steps, model.grid_power),
+        "euler 1000": ("euler", 1000, 1.0),
+    }
     result = {}
     with th.no_grad():
-        for label, (solver, steps) in grids.items():
-            actions, log_pi = model.actor.sample_with_log_prob(obs, noise, n_steps=steps, solver=solver)
-            log_mu = model.policy.reference.log_prob(actions, obs, n_steps=steps, solver=solver)
+        for label, (solver, steps, power) in grids.items():
+            kwargs = dict(n_steps=steps, solver=solver, grid_power=power)
+            actions, log_pi = model.actor.sample_with_log_prob(obs, noise, **kwargs)  # type: ignore[arg-type]
+            log_mu = model.policy.reference.log_prob(actions, obs, **kwargs)  # type: ignore[arg-type]
             result[label] = round(float(((log_pi - log_mu) / bits).mean()), 4)
     return result
 

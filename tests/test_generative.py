@@ -7,7 +7,7 @@ import torch as th
 from torch import nn
 
 from sb3_generative.generative import GenerativeModel, GVPPath, ICFMPath, VPSDEPath, make_path
-from sb3_generative.generative.solvers import integrate, uniform_grid
+from sb3_generative.generative.solvers import evaluation_times, integrate, uniform_grid
 
 
 # ---------------------------------------------------------------------------------------------------------- paths
@@ -192,3 +192,64 @@ def test_jittered_grid_keeps_ends_and_order() -> None:
     for jittered in (first, second):
         assert jittered[0] == 0.0 and jittered[-1] == 1.0 and bool((jittered.diff() > 0).all())
     assert not th.equal(first, second) and th.equal(model.jittered(grid, 0.0), grid)
+
+
+def test_warped_grid_is_dense_at_the_data_end_in_both_directions() -> None:
+    model = GenerativeModel(1, 1, "gvp", net_arch=[4])
+    cpu = th.device("cpu")
+    sampling, likelihood = model.grid(8, 0.0, 1.0, cpu, power=2.0), model.grid(8, 1.0, 0.0, cpu, power=2.0)
+    assert th.allclose(likelihood, sampling.flip(0))  # one set of times, walked either way
+    steps = sampling.diff()
+    assert sampling[0] == 0.0 and sampling[-1] == 1.0 and bool((steps[1:] < steps[:-1]).all())
+    assert model.grid(8, 0.0, 1.0, cpu, power=2.0) is sampling  # cached
+    jittered = model.solve_grid(8, 1.0, 0.0, cpu, jitter=1.0, power=2.0)
+    assert jittered[0] == 1.0 and jittered[-1] == 0.0 and bool((jittered.diff() < 0).all())
+    assert not th.equal(jittered, likelihood)
+
+
+def test_warped_grid_makes_the_likelihood_of_a_narrow_distribution_accurate() -> None:
+    """A narrow N(mu, 0.1^2) contracts the flow fastest at the data end: 8 RK4 steps on a uniform grid miss its
+    log-density by nats, the same steps packed toward the data end (power 2) by hundredths; at the mode and 4
+    standard deviations away (where a policy gradient can push samples), backward and forward solves."""
+    mu, s = th.tensor([0.3, -0.5], dtype=th.float64), 0.1
+    model = gaussian_gvp_model(mu, s)
+    a = mu + s * th.tensor([[0.0, 0.0], [1.0, -1.0], [3.0, 2.0], [-4.0, 0.5]], dtype=th.float64)
+    obs = th.zeros(4, 1, dtype=th.float64)
+    noise = th.randn(4, 2, generator=th.Generator().manual_seed(0), dtype=th.float64)
+
+    def errors(power: float) -> tuple[float, float]:
+        backward = model.log_prob(a, obs, n_steps=8, solver="rk4", grid_power=power) - gaussian_log_prob(a, mu, s)
+        actions, log_p = model.sample_with_log_prob(obs, noise, n_steps=8, solver="rk4", grid_power=power)
+        return backward.abs().max().item(), (log_p - gaussian_log_prob(actions, mu, s)).abs().max().item()
+
+    uniform, warped = errors(1.0), errors(2.0)
+    assert uniform[0] > 0.3 and warped[0] < 0.05
+    assert warped[1] < 0.05 and warped[1] < uniform[1]
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_evaluation_times_are_where_the_solver_calls_the_drift(method: str) -> None:
+    grid, called = GenerativeModel.warped(uniform_grid(0.0, 1.0, 5), 0.0, 1.0, 2.0), []
+
+    def drift(t: th.Tensor, y: tuple[th.Tensor, ...]) -> tuple[th.Tensor, ...]:
+        called.append(float(t))
+        return (-y[0],)
+
+    integrate(drift, (th.ones(1),), grid, method)
+    assert th.allclose(evaluation_times(grid, method), th.tensor(called))
+
+
+@pytest.mark.parametrize("name", ["gvp", "vpsde", "icfm"])
+def test_lean_sampler_matches_the_step_by_step_solve(name: str) -> None:
+    """``sample`` without gradients computes the time-and-state part of the network for the whole solve at once;
+    the actions are those of the step-by-step solve, which it keeps for gradients and for batches too large."""
+    th.manual_seed(0)
+    model = GenerativeModel(5, 3, name, net_arch=[32, 16, 8])
+    obs, noise = th.randn(7, 5), th.randn(7, 3)
+    for method in ("euler", "midpoint", "rk4"):
+        assert model._precomputable(7, model.grid(6, 0.0, 1.0, obs.device), method)
+        lean = model.sample(obs, noise, n_steps=6, solver=method)
+        stepwise = model.sample(obs, noise, n_steps=6, solver=method, with_grad=True).detach()
+        assert th.allclose(lean, stepwise, atol=1e-4), (method, (lean - stepwise).abs().max())
+    assert not model._precomputable(10**6, model.grid(31, 0.0, 1.0, obs.device), "euler")
+    assert not model._precomputable(7, model.grid(6, 0.0, 1.0, obs.device), "dopri5")

@@ -13,7 +13,14 @@ from torch import nn
 from sb3_generative.generative.likelihood import augmented_drift, standard_normal_log_prob
 from sb3_generative.generative.networks import TemporalSpatialResidualNet
 from sb3_generative.generative.paths import ProbabilityPath, make_path
-from sb3_generative.generative.solvers import ADAPTIVE_SOLVERS, FIXED_GRID_SOLVERS, integrate, uniform_grid
+from sb3_generative.generative.solvers import (
+    SOLVER_STAGES,
+    ADAPTIVE_SOLVERS,
+    FIXED_GRID_SOLVERS,
+    evaluation_times,
+    integrate,
+    uniform_grid,
+)
 
 GENERATIVE_MODELS = ("vpsde", "gvp", "icfm")
 
@@ -87,12 +94,45 @@ class GenerativeModel(nn.Module):
         out = self.net(t, x, obs) if cond is None else self.net(t, x, obs, cond)
         return self.path.velocity(out, x, t)
 
-    def grid(self, n_steps: int, start: float, end: float, device: th.device) -> th.Tensor:
-        """A cached uniform grid (no allocation per call once built)."""
-        key = (n_steps, start, end, str(device))
+    def grid(self, n_steps: int, start: float, end: float, device: th.device, power: float = 1.0) -> th.Tensor:
+        """A cached grid from ``start`` to ``end`` (no allocation per call once built).
+
+        :param power: 1 for a uniform grid; p > 1 packs the points toward the data end (tau = 1, where a narrow
+            conditional distribution makes the flow contract fastest) as ``1 - (1 - u)^p`` of a uniform ``u``
+        """
+        key = (n_steps, start, end, str(device), power)
         if key not in self._grids:
-            self._grids[key] = uniform_grid(start, end, n_steps, device)
+            self._grids[key] = self.warped(uniform_grid(0.0, 1.0, n_steps, device), start, end, power)
         return self._grids[key]
+
+    @staticmethod
+    def warped(u: th.Tensor, start: float, end: float, power: float) -> th.Tensor:
+        """Map increasing fractions ``u`` in [0, 1] onto a solve from ``start`` to ``end``, dense at the data end.
+
+        :param u: increasing fractions, 0 and 1 included
+        :param start: first time (noise end 0 for sampling, the data end for a likelihood solve)
+        :param end: last time
+        :param power: grid exponent (1: uniform)
+        """
+        if power != 1.0:  # the data end is tau = 1: the end of a sampling solve, the start of a likelihood solve
+            u = u.pow(power) if start > end else 1.0 - (1.0 - u).pow(power)
+        return start + (end - start) * u
+
+    def solve_grid(
+        self, n_steps: int, start: float, end: float, device: th.device, jitter: float = 0.0, power: float = 1.0
+    ) -> th.Tensor:
+        """The grid of one solve: cached when fixed, redrawn (before the warp) when ``jitter > 0``.
+
+        :param n_steps: solver steps
+        :param start: first time
+        :param end: last time
+        :param device: device
+        :param jitter: move interior points randomly by up to this fraction of a step (see :meth:`jittered`)
+        :param power: grid exponent (see :meth:`grid`)
+        """
+        if jitter <= 0.0:
+            return self.grid(n_steps, start, end, device, power)
+        return self.warped(self.jittered(self.grid(n_steps, 0.0, 1.0, device), jitter), start, end, power)
 
     def jittered(self, grid: th.Tensor, jitter: float) -> th.Tensor:
         """The grid with each interior point moved uniformly by up to ``jitter / 2`` of a step (ends fixed).
@@ -120,6 +160,7 @@ class GenerativeModel(nn.Module):
         use_checkpoint: bool = False,
         adjoint: bool = False,
         grid_jitter: float = 0.0,
+        grid_power: float = 1.0,
     ) -> th.Tensor:
         """Actions by integrating the ODE from the prior to the data, shape (B, d).
 
@@ -131,19 +172,51 @@ class GenerativeModel(nn.Module):
         :param use_checkpoint: recompute steps in the backward pass (long grids with gradients)
         :param adjoint: backpropagate by torchdiffeq's adjoint method
         :param grid_jitter: move interior grid points randomly by up to this fraction of a step (see :meth:`jittered`)
+        :param grid_power: grid exponent: 1 uniform, p > 1 denser toward the data end (see :meth:`grid`)
         """
         if noise is None:
             noise = th.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
-        grid = self.jittered(self.grid(n_steps or self.n_sampling_steps, 0.0, 1.0, obs.device), grid_jitter)
+        grid = self.solve_grid(n_steps or self.n_sampling_steps, 0.0, 1.0, obs.device, grid_jitter, grid_power)
+        method = solver or self.solver
+        if not (with_grad or adjoint) and self._precomputable(obs.shape[0], grid, method):
+            return self._sample_precomputed(obs, noise, grid, method)
         with th.set_grad_enabled(with_grad):
             cond = self._condition(obs, adjoint)
 
             def drift(tau: th.Tensor, state: tuple[th.Tensor, ...]) -> tuple[th.Tensor, ...]:
                 return (self.velocity(tau, state[0], obs, cond),)
 
-            (actions,) = integrate(
-                drift, (noise,), grid, solver or self.solver, use_checkpoint, adjoint_params=self._adjoint(adjoint)
-            )
+            (actions,) = integrate(drift, (noise,), grid, method, use_checkpoint, adjoint_params=self._adjoint(adjoint))
+        return actions
+
+    #: most elements the precomputed projections of one solve may hold (64 MiB in fp32)
+    PRECOMPUTE_LIMIT = 1 << 24
+
+    def _precomputable(self, batch_size: int, grid: th.Tensor, method: str) -> bool:
+        """Whether a no-gradient solve can take :meth:`_sample_precomputed`: our network, a fixed-grid solver and
+        projections for every evaluation time small enough to hold at once (``predict``, small evaluation batches)."""
+        if method not in FIXED_GRID_SOLVERS or not hasattr(self.net, "forward_projected"):
+            return False
+        widths = sum(block.fc1.out_features for block in self.net.blocks)
+        return (grid.shape[0] - 1) * len(SOLVER_STAGES[method]) * batch_size * widths <= self.PRECOMPUTE_LIMIT
+
+    def _sample_precomputed(self, obs: th.Tensor, noise: th.Tensor, grid: th.Tensor, method: str) -> th.Tensor:
+        """The lean sampler: the time-and-state part of the network for every evaluation time of the solve in one
+        batched pass, then per evaluation only the layers that see the action (the same numbers as :meth:`sample`)."""
+        times = evaluation_times(grid, method)
+        n_evals, batch_size = times.shape[0], obs.shape[0]
+        t = self.path.native_time(times).repeat_interleave(batch_size)
+        cond = self.net.cond_embed(obs).repeat(n_evals, 1)
+        projections = [p.view(n_evals, batch_size, -1).unbind() for p in self.net.projections(t, obs, cond)]
+        calls = iter(range(n_evals))  # the solver evaluates the drift exactly at ``times``, in this order
+
+        def drift(tau: th.Tensor, state: tuple[th.Tensor, ...]) -> tuple[th.Tensor, ...]:
+            k = next(calls)
+            out = self.net.forward_projected(state[0], [p[k] for p in projections])
+            return (self.path.velocity(out, state[0], self.path.native_time(tau)),)
+
+        with th.no_grad():
+            (actions,) = integrate(drift, (noise,), grid, method)
         return actions
 
     def _condition(self, obs: th.Tensor, adjoint: bool) -> th.Tensor | None:
@@ -175,6 +248,7 @@ class GenerativeModel(nn.Module):
         use_checkpoint: bool = False,
         adjoint: bool = False,
         grid_jitter: float = 0.0,
+        grid_power: float = 1.0,
     ) -> th.Tensor:
         """``log p(a | s)`` by integrating the augmented ODE from the action back to the prior, shape (B,).
 
@@ -187,8 +261,9 @@ class GenerativeModel(nn.Module):
         :param use_checkpoint: recompute steps in the backward pass
         :param adjoint: backpropagate by torchdiffeq's adjoint method (memory independent of the grid)
         :param grid_jitter: move interior grid points randomly by up to this fraction of a step (see :meth:`jittered`)
+        :param grid_power: grid exponent: 1 uniform, p > 1 denser toward the data end (see :meth:`grid`)
         """
-        grid = self.jittered(self.grid(n_steps or self.n_sampling_steps, self._data_end(), 0.0, obs.device), grid_jitter)
+        grid = self.solve_grid(n_steps or self.n_sampling_steps, self._data_end(), 0.0, obs.device, grid_jitter, grid_power)
         drift = augmented_drift(self._velocity_given(obs), divergence, with_grad, self._probe(actions, divergence))
         acc0 = th.zeros(actions.shape[0], device=actions.device, dtype=actions.dtype)
         with th.set_grad_enabled(with_grad):
@@ -209,6 +284,7 @@ class GenerativeModel(nn.Module):
         use_checkpoint: bool = False,
         adjoint: bool = False,
         grid_jitter: float = 0.0,
+        grid_power: float = 1.0,
     ) -> tuple[th.Tensor, th.Tensor]:
         """Actions and their own log-density in one forward solve: ``log p(a) = log N(z) - int_0^1 div v``.
 
@@ -219,7 +295,7 @@ class GenerativeModel(nn.Module):
         """
         if noise is None:
             noise = th.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
-        grid = self.jittered(self.grid(n_steps or self.n_sampling_steps, 0.0, 1.0, obs.device), grid_jitter)
+        grid = self.solve_grid(n_steps or self.n_sampling_steps, 0.0, 1.0, obs.device, grid_jitter, grid_power)
         drift = augmented_drift(self._velocity_given(obs), divergence, with_grad, self._probe(noise, divergence))
         acc0 = th.zeros(noise.shape[0], device=noise.device, dtype=noise.dtype)
         with th.set_grad_enabled(with_grad):

@@ -43,6 +43,20 @@ def rk4_step(f: Drift, t: th.Tensor, h: th.Tensor, y: State) -> State:
 
 
 _STEPS = {"euler": euler_step, "midpoint": midpoint_step, "rk4": rk4_step}
+#: where a step from t of size h evaluates the drift, in call order, as fractions of h
+SOLVER_STAGES = {"euler": (0.0,), "midpoint": (0.0, 0.5), "rk4": (0.0, 0.5, 0.5, 1.0)}
+
+
+def evaluation_times(grid: th.Tensor, method: str) -> th.Tensor:
+    """The times at which a fixed-grid solve over ``grid`` calls its drift, in call order, shape (steps x stages,).
+
+    Lets a caller compute everything that depends on time alone for the whole solve in one batched pass.
+
+    :param grid: time points of the solve
+    :param method: "euler", "midpoint" or "rk4"
+    """
+    stages = th.tensor(SOLVER_STAGES[method], device=grid.device, dtype=grid.dtype)
+    return (grid[:-1, None] + grid.diff()[:, None] * stages).flatten()
 
 
 def uniform_grid(t0: float, t1: float, n_steps: int, device: th.device | str = "cpu") -> th.Tensor:

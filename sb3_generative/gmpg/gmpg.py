@@ -26,8 +26,6 @@ from sb3_generative.policies import GMPGPolicy
 
 SelfGMPG = TypeVar("SelfGMPG", bound="GMPG")
 GRADIENT_METHODS = ("backprop", "checkpoint", "adjoint")
-#: default solver steps of GMPG's solves per probability path (VP-SDE's drift is stiff near the data)
-DEFAULT_GRADIENT_STEPS = {"VPSDEPath": 8, "GVPPath": 4, "ICFMPath": 4}
 
 
 class GMPG(OfflineAlgorithm):
@@ -45,13 +43,12 @@ class GMPG(OfflineAlgorithm):
     :param bc_steps: flow-matching behaviour-cloning steps of mu before the critic
     :param bc_learning_rate: behaviour-cloning learning rate
     :param bc_batch_size: behaviour-cloning minibatch size (None: ``critic_batch_size`` or ``batch_size``)
-    :param n_gradient_steps: solver steps of the differentiated sample and of both likelihood solves (None: 4 for
-        GVP and I-CFM, 8 for VP-SDE, whose drift is stiff near the data; on the policy's own samples these match a
-        1000-point Euler grid within 0.01 nats, benchmarks/RESULTS.md)
-    :param gradient_solver: fixed-grid solver of those solves ("euler", "midpoint", "rk4"). RK4 with 4 steps
-        (16 network evaluations per solve) keeps the forward-solve log pi and the backward-solve log mu of the same
-        model within 0.02 nats of each other on a narrow Gaussian, where 8 Euler steps are 0.3 nats apart: a gap
-        the optimiser would exploit as a fake negative KL (benchmarks/RESULTS.md)
+    :param n_gradient_steps: solver steps of the differentiated sample and of both likelihood solves (8 RK4 steps on
+        a grid of power 2 give the KL and the policy gradient of a 1000-point Euler grid, also at the samples of a
+        trained pi, benchmarks/RESULTS.md)
+    :param gradient_solver: fixed-grid solver of those solves ("euler", "midpoint", "rk4"). Euler's error is a gap
+        the optimiser exploits as a fake negative KL: with 8 Euler steps the forward-solve log pi and the
+        backward-solve log mu of the same model differ by 0.3 nats on a narrow Gaussian (benchmarks/RESULTS.md)
     :param divergence: "exact" (d vector-Jacobian products, exact gradients) or "hutchinson"
     :param gradient_method: "backprop" through the solver, "checkpoint" (recompute each step, memory linear in
         the batch only) or "adjoint" (torchdiffeq's adjoint method)
@@ -60,6 +57,11 @@ class GMPG(OfflineAlgorithm):
     :param grid_jitter: move the interior points of those solves' grids randomly, by up to this fraction of a step,
         at every update (0: fixed grids). A fixed grid lets pi hide structure between its evaluation times and fake a
         negative KL; a fresh grid each update closes that loophole
+    :param grid_power: exponent of those grids: 1 is uniform, p > 1 puts the points at fractions ``1 - (1 - u)^p``
+        of the way to the data end, where a narrow conditional distribution makes the flow contract fastest. Pi moves
+        its samples to wherever the likelihood solves err, so they must be accurate off mu's data too: on hopper a
+        uniform 4-step grid let pi fake a KL of -0.2 bits/dim (true: +0.16), where 8 steps at power 2 gave 0.13
+        (benchmarks/RESULTS.md)
     :param kl_fraction: share of each chunk's states whose KL term is estimated (the first ones; the Q term uses all).
         The KL's two augmented solves cost about 10x a plain differentiable sample per state, so 0.125 makes an update
         several times cheaper, with an unbiased but noisier KL estimate; 1.0 (default) is the paper's estimator
@@ -98,12 +100,13 @@ class GMPG(OfflineAlgorithm):
         bc_steps: int = 200_000,
         bc_learning_rate: float = 1e-4,
         bc_batch_size: int | None = None,
-        n_gradient_steps: int | None = None,
+        n_gradient_steps: int = 8,
         gradient_solver: str = "rk4",
         divergence: str = "exact",
         gradient_method: str = "backprop",
         chunk_size: int | None = None,
         grid_jitter: float = 1.0,
+        grid_power: float = 2.0,
         kl_fraction: float = 1.0,
         critic_steps: int = 200_000,
         critic_batch_size: int | None = None,
@@ -132,7 +135,11 @@ class GMPG(OfflineAlgorithm):
         self.beta, self.bc_steps, self.bc_learning_rate, self.bc_batch_size = beta, bc_steps, bc_learning_rate, bc_batch_size
         self.n_gradient_steps, self.gradient_solver = n_gradient_steps, gradient_solver
         self.divergence, self.gradient_method, self.chunk_size = divergence, gradient_method, chunk_size
-        self.grid_jitter = grid_jitter
+        if not isinstance(n_gradient_steps, int) or n_gradient_steps < 1:
+            raise ValueError(f"n_gradient_steps must be a positive number of solver steps, got {n_gradient_steps!r}")
+        if grid_power < 1.0:
+            raise ValueError(f"grid_power must be at least 1 (1: uniform grid), got {grid_power}")
+        self.grid_jitter, self.grid_power = grid_jitter, grid_power
         if not 0.0 < kl_fraction <= 1.0:
             raise ValueError(f"kl_fraction must be in (0, 1], got {kl_fraction}")
         self.kl_fraction = kl_fraction
@@ -163,11 +170,6 @@ class GMPG(OfflineAlgorithm):
             device=device,
             _init_setup_model=_init_setup_model,
         )
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        if self.n_gradient_steps is None:
-            self.n_gradient_steps = DEFAULT_GRADIENT_STEPS.get(type(self.actor.path).__name__, 4)
 
     # ------------------------------------------------------------------------------------------------ stages
     def _pretrain(self, progress_bar: bool, log_interval: int) -> None:
@@ -212,6 +214,7 @@ class GMPG(OfflineAlgorithm):
             use_checkpoint=self.gradient_method == "checkpoint",
             adjoint=self.gradient_method == "adjoint",
             grid_jitter=self.grid_jitter,
+            grid_power=self.grid_power,
         )
 
     def policy_loss(self, obs: th.Tensor, noise: th.Tensor | None = None) -> tuple[th.Tensor, dict[str, th.Tensor]]:
@@ -232,8 +235,8 @@ class GMPG(OfflineAlgorithm):
         actions, log_pi = self.actor.sample_with_log_prob(obs[:k], noise[:k], **kwargs)
         log_mu = self.policy.reference.log_prob(actions, obs[:k], **kwargs)
         if k < obs.shape[0]:  # the other states only need a differentiable action for the Q term
-            sample_kwargs = {key: kwargs[key] for key in ("n_steps", "solver", "with_grad", "use_checkpoint", "adjoint")}
-            rest = self.actor.sample(obs[k:], noise[k:], grid_jitter=self.grid_jitter, **sample_kwargs)
+            sample_kwargs = {key: value for key, value in kwargs.items() if key != "divergence"}
+            rest = self.actor.sample(obs[k:], noise[k:], **sample_kwargs)
             actions = th.cat([actions, rest])
         q_value = self.critic.q_value(obs, actions).squeeze(-1)
         bits = self.actor.action_dim * math.log(2.0)
