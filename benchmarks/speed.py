@@ -147,13 +147,13 @@ class PlainGMPG:
 
     def step(self, batch: int) -> float:
         obs = self.obs[th.as_tensor(np.random.randint(0, len(self.obs), batch))].to(self.model.device)
-        n = self.model.n_gradient_steps
+        n, power = self.model.n_gradient_steps, self.model.grid_power
         noise = th.randn(batch, ACTION_DIM, device=obs.device)
-        actions, int_div = plain_log_prob_solve(self.actor, obs, noise, th.linspace(0, 1, n + 1, device=obs.device))
+        actions, int_div = plain_log_prob_solve(self.actor, obs, noise, self.actor.grid(n, 0.0, 1.0, obs.device, power))
         log_pi = -0.5 * (noise**2).sum(-1) - 0.5 * ACTION_DIM * math.log(2 * math.pi) - int_div
         reference = self.model.policy.reference
         end = reference._data_end()
-        z, neg_int = plain_log_prob_solve(reference, obs, actions, th.linspace(end, 0, n + 1, device=obs.device))
+        z, neg_int = plain_log_prob_solve(reference, obs, actions, reference.grid(n, end, 0.0, obs.device, power))
         log_mu = -0.5 * (z**2).sum(-1) - 0.5 * ACTION_DIM * math.log(2 * math.pi) + neg_int
         q = self.model.critic.q_value(obs, actions).squeeze(-1)
         loss = (-self.model.beta * q + (log_pi - log_mu) / (ACTION_DIM * math.log(2))).mean()

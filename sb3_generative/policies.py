@@ -8,6 +8,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from sb3_generative.common.datasets import check_supported_spaces
+from sb3_generative.common.optim import optimizer_kwargs
 from sb3_generative.critics.iql import IQLCritic
 from sb3_generative.generative.model import GenerativeModel
 
@@ -35,7 +36,8 @@ class GenerativeActorPolicy(BasePolicy):
     :param critic_net_arch: hidden widths of the Q and V networks
     :param n_critics: size of the Q ensemble
     :param optimizer_class: actor optimizer
-    :param optimizer_kwargs: extra actor optimizer arguments
+    :param optimizer_kwargs: extra actor optimizer arguments (Adam and AdamW run fused unless ``fused`` or
+        ``foreach`` is given here)
     """
 
     obs_mean: th.Tensor
@@ -98,9 +100,8 @@ class GenerativeActorPolicy(BasePolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         self.actor = self.make_generative_model()
         self.critic = IQLCritic(self.obs_dim, self.action_dim, self.critic_net_arch, self.n_critics)
-        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
-            self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
-        )
+        kwargs = optimizer_kwargs(self.optimizer_class, self.optimizer_kwargs)  # fused Adam unless told otherwise
+        self.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -279,3 +279,12 @@ def test_gmpo_weights_follow_the_advantage(trained: GMPO) -> None:
     trained.critic.zero_grad(set_to_none=True)
     loss.backward()
     assert all(p.grad is None for p in trained.critic.parameters())  # weights carry no gradient
+
+
+def test_optimizers_are_fused_unless_told_otherwise(pendulum_id: str) -> None:
+    model = make_model(pendulum_id)
+    assert model.policy.optimizer.defaults["fused"] and model.critic.optimizer.defaults["fused"]
+    plain = make_model(pendulum_id, policy_kwargs={**TINY_POLICY, "optimizer_kwargs": dict(fused=False)})
+    assert not plain.policy.optimizer.defaults["fused"]
+    plain.learn(3)  # the user's choice trains, and is what a saved model rebuilds
+    assert plain.policy.optimizer_kwargs == dict(fused=False)

@@ -11,6 +11,8 @@ from typing import Any
 import torch as th
 from torch import nn
 
+from sb3_generative.common.optim import adam
+
 
 def _import_d3rlpy() -> Any:
     """Import d3rlpy without letting it change process-wide torch settings (it turns on TF32 and compiled
@@ -73,7 +75,7 @@ class IQLCritic(nn.Module):
         self.targ_q_funcs.load_state_dict(self.q_funcs.state_dict())
         self.targ_q_funcs.requires_grad_(False)
         self.expectile, self.gamma, self.tau = expectile, gamma, tau
-        self.optimizer = th.optim.Adam([*self.q_funcs.parameters(), *self.value_func.parameters()], lr=learning_rate)
+        self.optimizer = adam([*self.q_funcs.parameters(), *self.value_func.parameters()], learning_rate)
 
     # --------------------------------------------------------------------------------------------- values
     def q_value(self, obs: th.Tensor, actions: th.Tensor, reduction: str = "min") -> th.Tensor:

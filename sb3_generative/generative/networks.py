@@ -127,11 +127,11 @@ class TemporalSpatialResidualNet(nn.Module):
 
     def forward_projected(self, x: th.Tensor, projections: list[th.Tensor]) -> th.Tensor:
         """Network output given :meth:`projections` of the same time and state."""
-        n_down = len(self.down)
-        skips = [self.first.forward_projected(x, projections[0])]
-        for block, projection in zip(self.down, projections[1 : 1 + n_down]):
-            skips.append(block.forward_projected(skips[-1], projection))
-        h = self.middle.forward_projected(skips[-1], projections[1 + n_down])
-        for block, skip, projection in zip(self.up, reversed(skips[1:]), projections[2 + n_down :]):
-            h = block.forward_projected(th.cat([h, skip], dim=-1), projection)
+        blocks, n_down = self.blocks, len(self.down)
+        skips = [blocks[0].forward_projected(x, projections[0])]
+        for i in range(1, 1 + n_down):
+            skips.append(blocks[i].forward_projected(skips[-1], projections[i]))
+        h = blocks[1 + n_down].forward_projected(skips[-1], projections[1 + n_down])
+        for i, skip in enumerate(reversed(skips[1:]), start=2 + n_down):
+            h = blocks[i].forward_projected(th.cat([h, skip], dim=-1), projections[i])
         return nn.functional.linear(th.cat([h, skips[0]], dim=-1), self.last.weight, self.last.bias)

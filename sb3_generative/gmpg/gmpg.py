@@ -20,6 +20,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, _accumulate, _PhaseBar, grad_norm
+from sb3_generative.common.optim import adam
 from sb3_generative.generative.likelihood import DIVERGENCES
 from sb3_generative.generative.solvers import ADAPTIVE_SOLVERS
 from sb3_generative.policies import GMPGPolicy
@@ -184,7 +185,7 @@ class GMPG(OfflineAlgorithm):
             return
         buffer = self._require_dataset()
         batch_size = self.bc_batch_size or self.critic_batch_size or self.batch_size
-        optimizer = th.optim.Adam(self.actor.parameters(), lr=self.bc_learning_rate)
+        optimizer = adam(self.actor.parameters(), self.bc_learning_rate)
         self.policy.set_training_mode(True)
         stats: dict[str, th.Tensor] = {}
         with _PhaseBar(progress_bar, remaining, "behaviour cloning") as bar:
