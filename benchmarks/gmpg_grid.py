@@ -100,7 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="d4rl-style/hopper/medium-v0")
     parser.add_argument("--models", nargs="*", default=[], help="saved GMPG models (pi and mu)")
-    parser.add_argument("--generative-models", nargs="*", default=[], help="clone a behaviour model of each")
+    parser.add_argument(
+        "--generative-models", nargs="*", default=[], help="clone a behaviour model of each (default, without --models: all)"
+    )
     parser.add_argument("--bc-steps", type=int, default=5000)
     parser.add_argument("--critic", default=None, help="saved model whose critic moves pi away from a cloned mu")
     parser.add_argument("--gmpg-steps", type=int, default=50, help="GMPG steps of pi from a cloned mu (with --critic)")
@@ -112,6 +114,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default="benchmarks/out/gmpg_grid.json")
     args = parser.parse_args()
+    if not args.models and not args.generative_models:  # nothing named: a behaviour model of each kind
+        args.generative_models = ["gvp", "vpsde", "icfm"]
     th.set_num_threads(args.threads)
     th.manual_seed(0)
     results: dict = {

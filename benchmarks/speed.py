@@ -1,12 +1,13 @@
 """Speed of our updates and sampler, each beside a plain eager PyTorch implementation of the same computation run in
 the same process on the same weights and data (the ratio is the figure; absolute times depend on the machine).
 
-Rows (the speed issue's table): GMPO policy update, IQL critic update, GMPG update, ``predict`` latency for one
-observation, sampling throughput for a large batch. Two settings: the paper's network ([512, 256, 128]) at batch
-4096 and a small one ([256, 256]) at batch 256. The plain references are what a straightforward implementation
-does: indices drawn on the host and the batch copied over, a ``loss.item()`` per step, ``foreach``-free Adam, a
-Python loop of network calls for the sampler (``torch.no_grad``), and GMPG's exact divergence as one backward pass
-per action dimension. On CUDA the arithmetic-limit fraction (model FLOPs / peak TF32 FLOPs / time) is reported too.
+Rows (the speed issue's table): GMPO policy update, IQL critic update, the actor's optimizer step alone (our fused
+Adam), GMPG update, ``predict`` latency for one observation, sampling throughput for a large batch. Two settings:
+the paper's network ([512, 256, 128]) at batch 4096 and a small one ([256, 256]) at batch 256. The plain references
+are what a straightforward implementation does: indices drawn on the host and the batch copied over, a
+``loss.item()`` per step, ``foreach``-free Adam, a Python loop of network calls for the sampler (``torch.no_grad``),
+and GMPG's exact divergence as one backward pass per action dimension. On CUDA the arithmetic-limit fraction (model
+FLOPs / peak TF32 FLOPs / time) is reported too.
 
     python benchmarks/speed.py --device cpu --threads 2 --out benchmarks/results/speed_cpu.json
 """
@@ -204,9 +205,13 @@ def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namesp
         gmpg.train(1, gmpg_batch)
         gmpg.kl_fraction = 1.0
 
+    for param in gmpo.actor.parameters():  # gradients for the optimizer-step row
+        param.grad = th.randn_like(param)
+    plain_adam = th.optim.Adam(gmpo.actor.parameters(), lr=1e-4, foreach=False)
     obs1 = data["observations"][:1]
     obs_big = th.as_tensor(data["observations"][: args.sample_batch], device=device)
     cases: list[tuple[str, Callable[[], Any], Callable[[], Any], int, float]] = [
+        ("actor Adam step alone", gmpo.policy.optimizer.step, plain_adam.step, batch, 0.0),  # first: grads are set
         ("GMPO policy update", lambda: gmpo.train(1, batch), lambda: plain.step(batch), batch, 3.0),
         ("IQL critic update", critic_step, lambda: plain_iql.step(batch), batch, 0.0),
         ("GMPG update", lambda: gmpg.train(1, gmpg_batch), lambda: plain_gmpg.step(gmpg_batch), gmpg_batch, 0.0),

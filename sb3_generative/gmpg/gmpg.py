@@ -61,8 +61,8 @@ class GMPG(OfflineAlgorithm):
     :param grid_power: exponent of those grids: 1 is uniform, p > 1 puts the points at fractions ``1 - (1 - u)^p``
         of the way to the data end, where a narrow conditional distribution makes the flow contract fastest. Pi moves
         its samples to wherever the likelihood solves err, so they must be accurate off mu's data too: on hopper a
-        uniform 4-step grid let pi fake a KL of -0.2 bits/dim (true: +0.16), where 8 steps at power 2 gave 0.13
-        (benchmarks/RESULTS.md)
+        uniform 4-step grid let pi fake a KL of -0.21 bits/dim (1000-point grid: +0.17), where 8 steps at power 2
+        give 0.14 (benchmarks/RESULTS.md)
     :param kl_fraction: share of each chunk's states whose KL term is estimated (the first ones; the Q term uses all).
         The KL's two augmented solves cost about 10x a plain differentiable sample per state, so 0.125 makes an update
         several times cheaper, with an unbiased but noisier KL estimate; 1.0 (default) is the paper's estimator
