@@ -206,6 +206,10 @@ def test_warped_grid_is_dense_at_the_data_end_in_both_directions() -> None:
     jittered = model.solve_grid(8, 1.0, 0.0, cpu, jitter=1.0, power=2.0)
     assert jittered[0] == 1.0 and jittered[-1] == 0.0 and bool((jittered.diff() < 0).all())
     assert not th.equal(jittered, likelihood)
+    with pytest.raises(ValueError, match="grid_power"):
+        model.sample(th.zeros(2, 1), n_steps=4, grid_power=0.0)
+    with pytest.raises(ValueError, match="grid_power"):
+        model.sample(th.zeros(2, 1), n_steps=4, grid_power=-1.0, grid_jitter=1.0)
 
 
 def test_warped_grid_makes_the_likelihood_of_a_narrow_distribution_accurate() -> None:

@@ -115,6 +115,8 @@ class GenerativeModel(nn.Module):
         :param end: last time
         :param power: grid exponent (1: uniform)
         """
+        if not power > 0.0:
+            raise ValueError(f"grid_power must be positive (1: uniform grid), got {power}")
         if power != 1.0:  # the data end is tau = 1: the end of a sampling solve, the start of a likelihood solve
             u = u.pow(power) if start > end else 1.0 - (1.0 - u).pow(power)
         return start + (end - start) * u
