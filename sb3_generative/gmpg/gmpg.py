@@ -64,8 +64,9 @@ class GMPG(OfflineAlgorithm):
         uniform 4-step grid let pi fake a KL of -0.21 bits/dim (1000-point grid: +0.17), where 8 steps at power 2
         give 0.14 (benchmarks/RESULTS.md)
     :param kl_fraction: share of each chunk's states whose KL term is estimated (the first ones; the Q term uses all).
-        The KL's two augmented solves cost about 10x a plain differentiable sample per state, so 0.125 makes an update
-        several times cheaper, with an unbiased but noisier KL estimate; 1.0 (default) is the paper's estimator
+        The KL's two augmented solves cost about 5x a plain differentiable sample per state (benchmarks/RESULTS.md), so
+        0.125 makes an update about 4x cheaper, with an unbiased but noisier KL estimate; 1.0 (default) is the paper's
+        estimator
     :param critic_steps: IQL steps (skipped with ``critic=``)
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: IQL learning rate
