@@ -54,7 +54,9 @@ def build(args: argparse.Namespace) -> GMPO:
         bc_learning_rate=args.bc_learning_rate,
         learning_rate=args.learning_rate,
         n_gradient_steps=args.n_gradient_steps,
+        gradient_solver=args.gradient_solver,
         grid_power=args.grid_power,
+        grid_jitter=args.grid_jitter,
         kl_fraction=args.kl_fraction,
         **common,
     )
@@ -82,7 +84,9 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=16.0)
     parser.add_argument("--weight-clamp", type=float, default=1000.0)
     parser.add_argument("--n-gradient-steps", type=int, default=8, help="GMPG solver steps")
+    parser.add_argument("--gradient-solver", default="rk4", help="GMPG solver (the reference: euler, 1000 steps)")
     parser.add_argument("--grid-power", type=float, default=2.0, help="GMPG grid exponent (1: uniform)")
+    parser.add_argument("--grid-jitter", type=float, default=1.0, help="GMPG grid jitter (0: fixed grid)")
     parser.add_argument("--kl-fraction", type=float, default=1.0, help="GMPG share of states with a KL estimate")
     parser.add_argument("--base-model", default=None, help="saved GMPG model whose behaviour model mu is reused")
     parser.add_argument("--critic", default=None, help="saved model whose critic is reused")

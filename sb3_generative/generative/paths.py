@@ -85,15 +85,13 @@ class GaussianDiffusionPath(ProbabilityPath):
         return x_t, ds * actions + dsigma * noise
 
     def velocity(self, net_out: th.Tensor, x: th.Tensor, t: th.Tensor) -> th.Tensor:
+        if self.parameterization != "noise":
+            return -net_out  # the network predicts dx/dt; tau = 1 - t (no time-dependent factor to compute)
         t = t.clamp(min=self.t_min)
         s, sigma, ds, dsigma = (_col(v) for v in self.scale(t))
-        if self.parameterization == "noise":
-            # From eps-prediction: a_hat = (x - sigma eps)/s, and dx/dt = s' a_hat + sigma' eps
-            # (equivalently f(t) x + g(t)^2 eps / (2 sigma) for the VP-SDE's probability-flow ODE).
-            drift_t = ds / s * x + (dsigma - ds * sigma / s) * net_out
-        else:
-            drift_t = net_out
-        return -drift_t  # tau = 1 - t
+        # From eps-prediction: a_hat = (x - sigma eps)/s, and dx/dt = s' a_hat + sigma' eps
+        # (equivalently f(t) x + g(t)^2 eps / (2 sigma) for the VP-SDE's probability-flow ODE).
+        return -(ds / s * x + (dsigma - ds * sigma / s) * net_out)  # tau = 1 - t
 
 
 class VPSDEPath(GaussianDiffusionPath):
