@@ -193,6 +193,9 @@ def test_jittered_grid_keeps_ends_and_order() -> None:
     for jittered in (first, second):
         assert jittered[0] == 0.0 and jittered[-1] == 1.0 and bool((jittered.diff() > 0).all())
     assert not th.equal(first, second) and th.equal(model.jittered(grid, 0.0), grid)
+    for bad in (1.5, -0.5):  # above 1 neighbouring points could swap; a negative jitter means nothing
+        with pytest.raises(ValueError, match="grid_jitter"):
+            model.sample(th.zeros(2, 1), n_steps=4, grid_jitter=bad)
 
 
 def test_warped_grid_is_dense_at_the_data_end_in_both_directions() -> None:

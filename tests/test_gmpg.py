@@ -105,6 +105,8 @@ def test_chunked_batch_and_hutchinson_run(pendulum_id: str) -> None:
         (dict(gradient_solver="dopri5"), "fixed-grid"),
         (dict(grid_power=0.5), "grid_power"),
         (dict(n_gradient_steps=None), "n_gradient_steps"),
+        (dict(grid_jitter=1.5), "grid_jitter"),
+        (dict(grid_jitter=-0.1), "grid_jitter"),
     ],
 )
 def test_bad_options_raise(pendulum_id: str, kwargs, match: str) -> None:  # type: ignore[no-untyped-def]

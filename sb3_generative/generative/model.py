@@ -133,7 +133,8 @@ class GenerativeModel(nn.Module):
         :param jitter: move interior points randomly by up to this fraction of a step (see :meth:`jittered`)
         :param power: grid exponent (see :meth:`grid`)
         """
-        if jitter <= 0.0:
+        check_jitter(jitter)
+        if jitter == 0.0:
             return self.grid(n_steps, start, end, device, power)
         return self.warped(self.jittered(self.grid(n_steps, 0.0, 1.0, device), jitter), start, end, power)
 
@@ -314,6 +315,17 @@ class GenerativeModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"path={type(self.path).__name__}, solver={self.solver}, n_sampling_steps={self.n_sampling_steps}"
+
+
+def check_jitter(jitter: float) -> float:
+    """Validate a grid jitter: 0 keeps the grid fixed; above 1, neighbouring points could swap and a step run backwards.
+
+    :param jitter: fraction of a step by which interior grid points may move (in total, both ways)
+    :return: the jitter
+    """
+    if not 0.0 <= jitter <= 1.0:
+        raise ValueError(f"grid_jitter must be in [0, 1] (0: fixed grid; above 1 grid points could swap), got {jitter}")
+    return jitter
 
 
 def check_solver(solver: str) -> str:

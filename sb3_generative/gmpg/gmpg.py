@@ -22,6 +22,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, _accumulate, _PhaseBar, grad_norm
 from sb3_generative.common.optim import adam
 from sb3_generative.generative.likelihood import DIVERGENCES
+from sb3_generative.generative.model import check_jitter
 from sb3_generative.generative.solvers import ADAPTIVE_SOLVERS
 from sb3_generative.policies import GMPGPolicy
 
@@ -56,8 +57,8 @@ class GMPG(OfflineAlgorithm):
     :param chunk_size: states per forward/backward pass; gradients of the chunks are summed before one step
         (None: the whole batch at once)
     :param grid_jitter: move the interior points of those solves' grids randomly, by up to this fraction of a step,
-        at every update (0: fixed grids). A fixed grid lets pi hide structure between its evaluation times and fake a
-        negative KL; a fresh grid each update closes that loophole
+        at every update (0: fixed grids; at most 1, so that points never swap). A fixed grid lets pi hide structure
+        between its evaluation times and fake a negative KL; a fresh grid each update closes that loophole
     :param grid_power: exponent of those grids: 1 is uniform, p > 1 puts the points at fractions ``1 - (1 - u)^p``
         of the way to the data end, where a narrow conditional distribution makes the flow contract fastest. Pi moves
         its samples to wherever the likelihood solves err, so they must be accurate off mu's data too: on hopper a
@@ -141,7 +142,7 @@ class GMPG(OfflineAlgorithm):
             raise ValueError(f"n_gradient_steps must be a positive number of solver steps, got {n_gradient_steps!r}")
         if grid_power < 1.0:
             raise ValueError(f"grid_power must be at least 1 (1: uniform grid), got {grid_power}")
-        self.grid_jitter, self.grid_power = grid_jitter, grid_power
+        self.grid_jitter, self.grid_power = check_jitter(grid_jitter), grid_power
         if not 0.0 < kl_fraction <= 1.0:
             raise ValueError(f"kl_fraction must be in (0, 1], got {kl_fraction}")
         self.kl_fraction = kl_fraction
