@@ -57,7 +57,7 @@ def build(args: argparse.Namespace) -> GMPO:
         gradient_solver=args.gradient_solver,
         grid_power=args.grid_power,
         grid_jitter=args.grid_jitter,
-        kl_fraction=args.kl_fraction,
+        kl_batch_size=args.kl_batch_size,
         **common,
     )
     if args.base_model:  # pi and mu both start from the behaviour model of an earlier GMPG run
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--gradient-solver", default="rk4", help="GMPG solver (the reference: euler, 1000 steps)")
     parser.add_argument("--grid-power", type=float, default=2.0, help="GMPG grid exponent (1: uniform)")
     parser.add_argument("--grid-jitter", type=float, default=1.0, help="GMPG grid jitter (0: fixed grid)")
-    parser.add_argument("--kl-fraction", type=float, default=1.0, help="GMPG share of states with a KL estimate")
+    parser.add_argument("--kl-batch-size", type=int, default=256, help="GMPG states per update with a KL estimate")
     parser.add_argument("--base-model", default=None, help="saved GMPG model whose behaviour model mu is reused")
     parser.add_argument("--critic", default=None, help="saved model whose critic is reused")
     parser.add_argument("--eval-freq", type=int, default=5_000)

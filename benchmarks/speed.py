@@ -146,22 +146,39 @@ class PlainGMPG:
         self.optimizer = th.optim.Adam(self.actor.parameters(), lr=1e-4, foreach=False)
         self.obs = th.as_tensor(data["observations"])
 
-    def step(self, batch: int) -> float:
+    def step(self, batch: int, kl_states: int | None = None) -> float:
+        """One update with the KL term on the first ``kl_states`` states (None: all), the Q term on all."""
         obs = self.obs[th.as_tensor(np.random.randint(0, len(self.obs), batch))].to(self.model.device)
+        k = batch if kl_states is None else kl_states
         n, power = self.model.n_gradient_steps, self.model.grid_power
         noise = th.randn(batch, ACTION_DIM, device=obs.device)
-        actions, int_div = plain_log_prob_solve(self.actor, obs, noise, self.actor.grid(n, 0.0, 1.0, obs.device, power))
-        log_pi = -0.5 * (noise**2).sum(-1) - 0.5 * ACTION_DIM * math.log(2 * math.pi) - int_div
+        grid = self.actor.grid(n, 0.0, 1.0, obs.device, power)
+        actions, int_div = plain_log_prob_solve(self.actor, obs[:k], noise[:k], grid)
+        log_pi = -0.5 * (noise[:k] ** 2).sum(-1) - 0.5 * ACTION_DIM * math.log(2 * math.pi) - int_div
         reference = self.model.policy.reference
         end = reference._data_end()
-        z, neg_int = plain_log_prob_solve(reference, obs, actions, reference.grid(n, end, 0.0, obs.device, power))
+        z, neg_int = plain_log_prob_solve(reference, obs[:k], actions, reference.grid(n, end, 0.0, obs.device, power))
         log_mu = -0.5 * (z**2).sum(-1) - 0.5 * ACTION_DIM * math.log(2 * math.pi) + neg_int
+        if k < batch:
+            actions = th.cat([actions, plain_pathwise_sample(self.actor, obs[k:], noise[k:], grid)])
         q = self.model.critic.q_value(obs, actions).squeeze(-1)
-        loss = (-self.model.beta * q + (log_pi - log_mu) / (ACTION_DIM * math.log(2))).mean()
+        loss = -self.model.beta * q.mean() + ((log_pi - log_mu) / (ACTION_DIM * math.log(2))).mean()
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
         return loss.item()
+
+
+def plain_pathwise_sample(model: GenerativeModel, obs: th.Tensor, x: th.Tensor, grid: th.Tensor) -> th.Tensor:
+    """RK4 over ``grid`` from noise to actions, differentiable (the Q term's pathwise sample), a network call a stage."""
+    for i in range(len(grid) - 1):
+        t, h = grid[i], grid[i + 1] - grid[i]
+        k1 = model.velocity(t, x, obs)
+        k2 = model.velocity(t + h / 2, x + h / 2 * k1, obs)
+        k3 = model.velocity(t + h / 2, x + h / 2 * k2, obs)
+        k4 = model.velocity(t + h, x + h * k3, obs)
+        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return x
 
 
 def plain_sample(model: GenerativeModel, obs: th.Tensor, n_steps: int = 31) -> np.ndarray:
@@ -196,14 +213,16 @@ def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namesp
         gmpo.critic.update(b.observations, b.actions, b.rewards, b.next_observations, b.dones)
 
     gmpg_batch = args.gmpg_batch or batch
-    gmpg = GMPG("GenerativePolicy", None, batch_size=gmpg_batch, chunk_size=args.gmpg_chunk, bc_steps=0, **common)
+    gmpg = GMPG("GenerativePolicy", None, batch_size=gmpg_batch, chunk_size=args.gmpg_chunk, bc_steps=0,
+                kl_batch_size=None, **common)  # fmt: skip
     gmpg.learn(0)
     plain_gmpg = PlainGMPG(gmpg, data)
+    sub_batch = max(1, gmpg_batch // 8)
 
     def gmpg_sub_batch_kl() -> None:
-        gmpg.kl_fraction = 0.125
+        gmpg.kl_batch_size = sub_batch
         gmpg.train(1, gmpg_batch)
-        gmpg.kl_fraction = 1.0
+        gmpg.kl_batch_size = None
 
     for param in gmpo.actor.parameters():  # gradients for the optimizer-step row
         param.grad = th.randn_like(param)
@@ -214,8 +233,10 @@ def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namesp
         ("actor Adam step alone", gmpo.policy.optimizer.step, plain_adam.step, batch, 0.0),  # first: grads are set
         ("GMPO policy update", lambda: gmpo.train(1, batch), lambda: plain.step(batch), batch, 3.0),
         ("IQL critic update", critic_step, lambda: plain_iql.step(batch), batch, 0.0),
-        ("GMPG update", lambda: gmpg.train(1, gmpg_batch), lambda: plain_gmpg.step(gmpg_batch), gmpg_batch, 0.0),
-        ("GMPG update, KL on 1/8 of the states", gmpg_sub_batch_kl, lambda: plain_gmpg.step(gmpg_batch), gmpg_batch, 0.0),
+        ("GMPG update, KL on every state", lambda: gmpg.train(1, gmpg_batch), lambda: plain_gmpg.step(gmpg_batch),
+         gmpg_batch, 0.0),
+        (f"GMPG update, KL on {sub_batch} states", gmpg_sub_batch_kl, lambda: plain_gmpg.step(gmpg_batch, sub_batch),
+         gmpg_batch, 0.0),
         ("predict, 1 observation", lambda: gmpo.predict(obs1, deterministic=True),
          lambda: plain_sample(gmpo.actor, th.as_tensor(obs1, dtype=th.float32, device=device)), 1, 31.0),
         (f"sample {args.sample_batch} observations", lambda: gmpo.policy._predict(obs_big, deterministic=True),

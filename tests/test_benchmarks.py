@@ -2,7 +2,10 @@
 
 import csv
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 from types import ModuleType
 
 import gymnasium as gym
@@ -114,3 +117,14 @@ def test_an_override_that_is_not_an_argument_is_refused_before_any_run(tmp_path)
     with pytest.raises(SystemExit, match="bc_batch_size: not an argument of GMPO"):
         scores.main(["--datasets", "hopper-medium", "--out", str(tmp_path / "x"), "--set", "bc_batch_size=16"])
     assert not os.path.exists(tmp_path / "x" / "runs")
+
+
+def test_gmpg_cost_table_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "cost.json"
+    args = ["--device", "cpu", "--threads", "1", "--batches", "8", "--net-arch", "16", "16", "--repeats", "3"]
+    script = os.path.join(ROOT, "benchmarks", "gmpg_cost.py")
+    subprocess.run([sys.executable, script, *args, "--out", str(out)], check=True, cwd=tmp_path)
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["batch"] == 8
+    for name in ("gmpg_default", "pathwise_sample_and_q_only", "gmpg_kl_on_every_state"):
+        assert row[f"{name}_ms"] > 0 and row[f"{name}_in_gmpo_updates"] > 0

@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,21 +187,36 @@ def test_default_grid_and_saved_choices(pendulum_id: str) -> None:
     assert (loaded.n_gradient_steps, loaded.grid_power) == (3, 1.5)  # a saved choice is kept
 
 
-def test_kl_on_a_fraction_of_the_states(pendulum_id: str) -> None:
-    model = make_model(pendulum_id, grid_jitter=0.0, kl_fraction=0.5)
+def test_kl_on_a_subset_of_the_states(pendulum_id: str) -> None:
+    model = make_model(pendulum_id, grid_jitter=0.0, kl_batch_size=4)
     model.learn(0)
     with th.no_grad():  # move pi away from mu, so that the KL term is not zero
         for param in model.actor.parameters():
             param.add_(0.1 * th.randn_like(param))
     obs, noise = th.randn(8, 3), th.randn(8, 1)
     _, part = model.policy_loss(obs, noise)
-    model.kl_fraction = 1.0
+    model.kl_batch_size = None
     _, full = model.policy_loss(obs, noise)
     _, first_half = model.policy_loss(obs[:4], noise[:4])
     assert th.allclose(part["q"], full["q"], atol=1e-5)  # Q on every state, same pathwise actions
-    assert th.allclose(part["kl"], first_half["kl"], atol=1e-6)  # the KL on the first half only
+    assert th.allclose(part["kl"], first_half["kl"], atol=1e-6)  # the KL on the first four only
     assert not th.allclose(part["kl"], full["kl"], atol=1e-6)
-    model.kl_fraction = 0.5
-    model.learn(2)  # trains, gradients through both kinds of solve
-    with pytest.raises(ValueError, match="kl_fraction"):
-        make_model(pendulum_id, kl_fraction=0.0)
+    assert th.allclose(model.policy_loss(obs, noise, kl_states=4)[1]["kl"], part["kl"], atol=1e-6)
+    for value in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="kl_batch_size"):
+            make_model(pendulum_id, kl_batch_size=value)
+
+
+def test_chunks_share_the_kl_states(pendulum_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model(pendulum_id, batch_size=8, chunk_size=4, kl_batch_size=4)
+    model.learn(0)
+    calls: list[tuple[int, int | None]] = []
+    policy_loss = model.policy_loss
+
+    def spy(obs: th.Tensor, noise: th.Tensor | None = None, kl_states: int | None = None) -> Any:
+        calls.append((obs.shape[0], kl_states))
+        return policy_loss(obs, noise, kl_states)
+
+    monkeypatch.setattr(model, "policy_loss", spy)
+    model.learn(1)  # trains, gradients through both kinds of solve
+    assert calls == [(4, 2), (4, 2)]  # two chunks of 4 states, each with half of the update's 4 KL states
