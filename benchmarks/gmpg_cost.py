@@ -12,15 +12,12 @@ small network ([256, 256]) by default, HalfCheetah's sizes (17-d states, 6-d act
 import argparse
 import json
 import os
-import platform
-import sys
 from typing import Any
 
 import torch as th
 
-import sb3_generative
 from sb3_generative import GMPG, GMPO
-from speed import arrays, timed  # benchmarks/speed.py, next to this file
+from speed import arrays, timed, write_result  # benchmarks/speed.py, next to this file
 
 
 def pathwise_q_step(model: GMPG, batch: int) -> None:
@@ -79,18 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     rows = [measure(batch, args) for batch in args.batches]
-    device_name = th.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
-    result = {
-        "command": "python benchmarks/gmpg_cost.py " + " ".join(sys.argv[1:]),
-        "machine": f"{device_name}, {os.cpu_count()} cores, {args.threads} torch threads",
-        "torch": th.__version__,
-        "sb3_generative": sb3_generative.__version__,
-        "rows": rows,
-    }
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as file:
-            json.dump(result, file, indent=2)
+    write_result("gmpg_cost.py", args, rows)
 
 
 if __name__ == "__main__":

@@ -269,9 +269,14 @@ def main() -> None:
     th.set_num_threads(args.threads)
     settings = {"small": ([256, 256], 256), "paper": ([512, 256, 128], 4096)}
     rows = [r for name in args.settings for r in measure(name, *settings[name], args)]
+    write_result("speed.py", args, rows)
+
+
+def write_result(script: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """Write the rows with the command and the machine to ``args.out`` (if given) as JSON."""
     device_name = th.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
     result = {
-        "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
+        "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
         "machine": f"{device_name}, {os.cpu_count()} cores, {args.threads} torch threads",
         "torch": th.__version__,
         "sb3_generative": sb3_generative.__version__,
@@ -279,8 +284,9 @@ def main() -> None:
     }
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as file:
+        with open(args.out + ".tmp", "w") as file:  # written whole, then moved over an earlier result
             json.dump(result, file, indent=2)
+        os.replace(args.out + ".tmp", args.out)
 
 
 if __name__ == "__main__":
