@@ -180,11 +180,11 @@ def test_policy_gradient_trades_q_against_kl_as_beta_varies() -> None:
 def test_default_grid_and_saved_choices(pendulum_id: str) -> None:
     params = {key: value for key, value in GMPG_TINY.items() if key != "n_gradient_steps"}
     model = GMPG("GenerativePolicy", "Pendulum-v1", dataset=pendulum_id, **params)
-    assert (model.n_gradient_steps, model.gradient_solver, model.grid_power) == (8, "rk4", 2.0)
-    model.n_gradient_steps, model.grid_power = 3, 1.5
+    assert (model.n_gradient_steps, model.gradient_solver, model.grid_power, model.kl_batch_size) == (8, "rk4", 2.0, 256)
+    model.n_gradient_steps, model.grid_power, model.kl_batch_size = 3, 1.5, None
     model.save("gmpg")
     loaded = GMPG.load("gmpg")
-    assert (loaded.n_gradient_steps, loaded.grid_power) == (3, 1.5)  # a saved choice is kept
+    assert (loaded.n_gradient_steps, loaded.grid_power, loaded.kl_batch_size) == (3, 1.5, None)  # saved choices kept
 
 
 def test_kl_on_a_subset_of_the_states(pendulum_id: str) -> None:
@@ -202,7 +202,7 @@ def test_kl_on_a_subset_of_the_states(pendulum_id: str) -> None:
     assert th.allclose(part["kl"], first_half["kl"], atol=1e-6)  # the KL on the first four only
     assert not th.allclose(part["kl"], full["kl"], atol=1e-6)
     assert th.allclose(model.policy_loss(obs, noise, kl_states=4)[1]["kl"], part["kl"], atol=1e-6)
-    for value in (0, -3, 2.5):
+    for value in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="kl_batch_size"):
             make_model(pendulum_id, kl_batch_size=value)
 

@@ -145,7 +145,9 @@ class GMPG(OfflineAlgorithm):
         if grid_power < 1.0:
             raise ValueError(f"grid_power must be at least 1 (1: uniform grid), got {grid_power}")
         self.grid_jitter, self.grid_power = check_jitter(grid_jitter), grid_power
-        if kl_batch_size is not None and (not isinstance(kl_batch_size, int) or kl_batch_size < 1):
+        if kl_batch_size is not None and (
+            isinstance(kl_batch_size, bool) or not isinstance(kl_batch_size, int) or kl_batch_size < 1
+        ):
             raise ValueError(f"kl_batch_size must be a positive number of states or None (all), got {kl_batch_size!r}")
         self.kl_batch_size = kl_batch_size
         self.bc_steps_done = 0
