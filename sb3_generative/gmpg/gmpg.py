@@ -69,7 +69,7 @@ class GMPG(OfflineAlgorithm):
         about 8 times the differentiable sample that the Q term needs (d = 6), so at the default batch of 4096 the
         default of 256 makes an update about 7 times cheaper (53 GMPO updates instead of about 370). The estimate
         stays unbiased, only noisier: on hopper, with the KL on 16 of 256 states the scores wandered, on 256 states
-        (of 256 or of 1024) every run reached 97 to 98 (benchmarks/RESULTS.md)
+        (of 256, 1024 or 4096) every run reached 97 to 98 (benchmarks/RESULTS.md)
     :param critic_steps: IQL steps (skipped with ``critic=``)
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: IQL learning rate
