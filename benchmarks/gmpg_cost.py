@@ -49,11 +49,12 @@ def measure(batch: int, args: argparse.Namespace) -> dict[str, Any]:
         "pathwise_sample_and_q_only": lambda: pathwise_q_step(gmpg, batch),
     }
     if batch <= args.full_kl_max:
+        default_kl_states = gmpg.kl_batch_size
 
         def full_kl() -> None:
             gmpg.kl_batch_size = None
             gmpg.train(1, batch)
-            gmpg.kl_batch_size = 256
+            gmpg.kl_batch_size = default_kl_states
 
         cases["gmpg_kl_on_every_state"] = full_kl
     for name, fn in cases.items():
