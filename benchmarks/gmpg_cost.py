@@ -75,6 +75,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed calls at most (at least 3)")
     parser.add_argument("--out", default=None, help="JSON file for the rows")
     args = parser.parse_args()
+    if min(args.batches) < 1 or args.repeats < 1 or args.threads < 1:
+        parser.error(
+            f"--batches, --repeats and --threads must be positive, got {args.batches}, {args.repeats}, {args.threads}"
+        )
     th.set_num_threads(args.threads)
     rows = [measure(batch, args) for batch in args.batches]
     write_result("gmpg_cost.py", args, rows)
