@@ -25,8 +25,7 @@ def pathwise_q_step(model: GMPG, batch: int) -> None:
     buffer = model.replay_buffer
     assert buffer is not None
     obs = model.policy.normalize_obs(buffer.sample(batch).observations)
-    kwargs = {key: value for key, value in model._solve_kwargs().items() if key != "divergence"}
-    actions = model.actor.sample(obs, **kwargs)
+    actions = model.actor.sample(obs, config=model.solve_config, with_grad=True)
     loss = -model.beta * model.critic.q_value(obs, actions).mean()
     model.policy.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -39,8 +38,8 @@ def measure(batch: int, args: argparse.Namespace) -> dict[str, Any]:
                   policy_kwargs=dict(net_arch=args.net_arch))  # fmt: skip
     gmpo = GMPO("GenerativePolicy", None, beta=3.0, **common)
     gmpg = GMPG("GenerativePolicy", None, bc_steps=0, beta=3.0, **common)
-    gmpo.learn(0)
-    gmpg.learn(0)
+    gmpo.pretrain()
+    gmpg.pretrain()
     gmpg.critic.requires_grad_(False)
     gmpo_s = timed(lambda: gmpo.train(1, batch), device, args.repeats)
     row: dict[str, Any] = {"batch": batch, "gmpo_ms": round(gmpo_s * 1e3, 2)}

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch as th
 
-from sb3_generative import GMPG
+from sb3_generative import GMPG, SolveConfig
 
 #: (label, solver, steps, grid power); the last one is the reference's grid
 GRIDS = [
@@ -44,16 +44,16 @@ def grid_rows(model: GMPG, obs: th.Tensor, data_actions: th.Tensor, noise: th.Te
     """Log-likelihoods under mu and GMPG's KL estimate at pi's samples, per grid (no gradients)."""
     pi, mu, bits = model.actor, model.policy.reference, model.actor.action_dim * math.log(2.0)
     with th.no_grad():
-        own = mu.sample(obs, noise, n_steps=200, solver="rk4")
+        own = mu.sample(obs, noise, SolveConfig(200, "rk4"))
     rows = {}
     for label, solver, steps, power in GRIDS:
-        kwargs: dict[str, Any] = dict(n_steps=steps, solver=solver, grid_power=power)
+        config = SolveConfig(steps, solver, grid_power=power)
         with th.no_grad():
-            actions, log_pi = pi.sample_with_log_prob(obs, noise, **kwargs)
-            log_mu = mu.log_prob(actions, obs, **kwargs)
+            actions, log_pi = pi.sample_with_log_prob(obs, noise, config)
+            log_mu = mu.log_prob(actions, obs, config)
             rows[label] = {
-                "log_mu_data": round(mu.log_prob(data_actions, obs, **kwargs).mean().item(), 3),
-                "log_mu_own_samples": round(mu.log_prob(own, obs, **kwargs).mean().item(), 3),
+                "log_mu_data": round(mu.log_prob(data_actions, obs, config).mean().item(), 3),
+                "log_mu_own_samples": round(mu.log_prob(own, obs, config).mean().item(), 3),
                 "log_pi": round(log_pi.mean().item(), 3),
                 "log_mu_at_pi": round(log_mu.mean().item(), 3),
                 "kl_bits_per_dim": round(((log_pi - log_mu) / bits).mean().item(), 4),

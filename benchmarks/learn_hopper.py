@@ -20,7 +20,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import sb3_generative
-from sb3_generative import GMPO
+from sb3_generative import GMPO, SolveConfig
 
 
 def build(args: argparse.Namespace) -> GMPO:
@@ -113,7 +113,7 @@ def main() -> None:
     )
     start_score = None
     if args.algo == "gmpg":  # score the behaviour-cloned model before any policy-gradient step
-        model.learn(0)
+        model.pretrain()
         returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, return_episode_rewards=True)
         start_score = round(float(model.normalized_score(returns).mean()), 1)
         print(f"behaviour-cloned model: normalised score {start_score}", flush=True)
@@ -158,9 +158,9 @@ def kl_check(model: "sb3_generative.GMPG", n_states: int = 256) -> dict[str, flo
     result = {}
     with th.no_grad():
         for label, (solver, steps, power) in grids.items():
-            kwargs = dict(n_steps=steps, solver=solver, grid_power=power)
-            actions, log_pi = model.actor.sample_with_log_prob(obs, noise, **kwargs)  # type: ignore[arg-type]
-            log_mu = model.policy.reference.log_prob(actions, obs, **kwargs)  # type: ignore[arg-type]
+            config = SolveConfig(steps, solver, grid_power=power)
+            actions, log_pi = model.actor.sample_with_log_prob(obs, noise, config)
+            log_mu = model.policy.reference.log_prob(actions, obs, config)
             result[label] = round(float(((log_pi - log_mu) / bits).mean()), 4)
     return result
 

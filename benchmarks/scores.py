@@ -199,7 +199,7 @@ def train_critic(job: Job, args: argparse.Namespace) -> None:
     with ``--set`` / ``--gmpo-set`` overrides."""
     params = hyperparameters("gmpo", job.dataset, args.budget, args.overrides.get("gmpo", {}))
     model = build("gmpo", job, params, args, critic=None)
-    model.learn(0, log_interval=max(1, params["critic_steps"] // 10))
+    model.pretrain(log_interval=max(1, params["critic_steps"] // 10))
     model.save(critic_path(args, job.dataset, job.seed))
     average = float(model.normalized_score(dataset_returns(model)).mean())
     mark_done(job.folder(args.out), {"critic_steps": params["critic_steps"], "dataset_average": average})
@@ -249,7 +249,7 @@ def train_policy(job: Job, args: argparse.Namespace) -> None:
     recorder = Recorder(job, args.out, args.eval_episodes, model.normalized_score)
     recorder.truncate(model.num_timesteps if os.path.exists(checkpoint) else -1)
     if not os.path.exists(checkpoint) and job.algo == "gmpg":
-        model.learn(0)  # behaviour cloning: the starting point GMPG must improve on, scored at step 0
+        model.pretrain()  # behaviour cloning: the starting point GMPG must improve on, scored at step 0
         recorder.record(model, 0)
         model.save(checkpoint)
     points = [s for s in evaluation_steps(total, args.evals, args.eval_freq) if s > model.num_timesteps]

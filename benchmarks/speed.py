@@ -156,7 +156,7 @@ class PlainGMPG:
         actions, int_div = plain_log_prob_solve(self.actor, obs[:k], noise[:k], grid)
         log_pi = -0.5 * (noise[:k] ** 2).sum(-1) - 0.5 * ACTION_DIM * math.log(2 * math.pi) - int_div
         reference = self.model.policy.reference
-        end = reference._data_end()
+        end = reference.data_end()
         z, neg_int = plain_log_prob_solve(reference, obs[:k], actions, reference.grid(n, end, 0.0, obs.device, power))
         log_mu = -0.5 * (z**2).sum(-1) - 0.5 * ACTION_DIM * math.log(2 * math.pi) + neg_int
         if k < batch:
@@ -203,7 +203,7 @@ def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namesp
     common = dict(dataset=data, critic_steps=0, critic_batch_size=batch, device=device, seed=0,
                   policy_kwargs=dict(net_arch=net_arch))  # fmt: skip
     gmpo = GMPO("GenerativePolicy", None, batch_size=batch, beta=3.0, **common)
-    gmpo.learn(0)
+    gmpo.pretrain()
     plain, plain_iql = PlainGMPO(gmpo, data), PlainIQL(gmpo, data)
     buffer = gmpo.replay_buffer
     assert buffer is not None
@@ -215,7 +215,7 @@ def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namesp
     gmpg_batch = args.gmpg_batch or batch
     gmpg = GMPG("GenerativePolicy", None, batch_size=gmpg_batch, chunk_size=args.gmpg_chunk, bc_steps=0,
                 kl_batch_size=None, **common)  # fmt: skip
-    gmpg.learn(0)
+    gmpg.pretrain()
     plain_gmpg = PlainGMPG(gmpg, data)
     sub_batch = max(1, gmpg_batch // 8)
 
@@ -239,7 +239,7 @@ def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namesp
          gmpg_batch, 0.0),
         ("predict, 1 observation", lambda: gmpo.predict(obs1, deterministic=True),
          lambda: plain_sample(gmpo.actor, th.as_tensor(obs1, dtype=th.float32, device=device)), 1, 31.0),
-        (f"sample {args.sample_batch} observations", lambda: gmpo.policy._predict(obs_big, deterministic=True),
+        (f"sample {args.sample_batch} observations", lambda: gmpo.policy(obs_big, deterministic=True),
          lambda: plain_sample(gmpo.actor, obs_big), args.sample_batch, 31.0),
     ]  # fmt: skip
     peak = next((v for k, v in PEAK_TF32_FLOPS.items() if device.type == "cuda" and k in th.cuda.get_device_name()), None)

@@ -15,7 +15,7 @@ dataset = dataset_or_demo(args.dataset)
 
 # 1. a GMPO model whose first learn() trains the critic (0 policy steps: critic only)
 critic_model = GMPO("GenerativePolicy", args.env, dataset=dataset, critic_steps=args.critic_steps, seed=0, **SMALL)
-critic_model.learn(0)
+critic_model.pretrain()
 critic_path = os.path.join(args.out, "iql_critic_model")
 critic_model.save(critic_path)
 

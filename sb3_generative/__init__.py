@@ -4,9 +4,10 @@ import os
 
 from sb3_generative.common.datasets import DatasetError, OfflineData, load_offline_data, normalized_score
 from sb3_generative.critics.iql import IQLCritic
-from sb3_generative.gmpg import GMPG
-from sb3_generative.gmpo import GMPO
-from sb3_generative.policies import GenerativeActorPolicy, GenerativePolicy, GMPGPolicy, MlpPolicy
+from sb3_generative.common.policies import GenerativeActorPolicy
+from sb3_generative.generative.config import SolveConfig
+from sb3_generative.gmpg import GMPG, GMPGPolicy
+from sb3_generative.gmpo import GMPO, GenerativePolicy, MlpPolicy
 
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as _file:
     __version__ = _file.read().strip()
@@ -21,6 +22,7 @@ __all__ = [
     "IQLCritic",
     "MlpPolicy",
     "OfflineData",
+    "SolveConfig",
     "__version__",
     "load_offline_data",
     "normalized_score",

@@ -7,7 +7,7 @@ import pytest
 import torch as th
 from torch import nn
 
-from sb3_generative.generative import GenerativeModel, GVPPath, ICFMPath, VPSDEPath, make_path
+from sb3_generative.generative import GenerativeModel, GVPPath, ICFMPath, SolveConfig, VPSDEPath, make_path
 from sb3_generative.generative.solvers import evaluation_times, integrate, uniform_grid
 
 
@@ -117,7 +117,7 @@ def test_log_prob_of_gaussian_flow_matches_closed_form(divergence: str) -> None:
     a = th.tensor([[0.1, -0.2], [0.6, -0.9], [0.3, -0.5]], dtype=th.float64)
     # Hutchinson: one probe per trajectory, unbiased; averaged over 500 probes per action
     repeats = 1 if divergence == "exact" else 500
-    log_p = model.log_prob(a.repeat(repeats, 1), th.zeros(3 * repeats, 1, dtype=th.float64), divergence=divergence)
+    log_p = model.log_prob(a.repeat(repeats, 1), th.zeros(3 * repeats, 1, dtype=th.float64), SolveConfig(divergence=divergence))
     log_p = log_p.view(repeats, 3).mean(0)
     tol = 1e-5 if divergence == "exact" else 0.1
     assert th.allclose(log_p, gaussian_log_prob(a, mu, s), atol=tol)
@@ -195,7 +195,7 @@ def test_jittered_grid_keeps_ends_and_order() -> None:
     assert not th.equal(first, second) and th.equal(model.jittered(grid, 0.0), grid)
     for bad in (1.5, -0.5):  # above 1 neighbouring points could swap; a negative jitter means nothing
         with pytest.raises(ValueError, match="grid_jitter"):
-            model.sample(th.zeros(2, 1), n_steps=4, grid_jitter=bad)
+            model.sample(th.zeros(2, 1), config=SolveConfig(4, grid_jitter=bad))
 
 
 def test_warped_grid_is_dense_at_the_data_end_in_both_directions() -> None:
@@ -206,13 +206,13 @@ def test_warped_grid_is_dense_at_the_data_end_in_both_directions() -> None:
     steps = sampling.diff()
     assert sampling[0] == 0.0 and sampling[-1] == 1.0 and bool((steps[1:] < steps[:-1]).all())
     assert model.grid(8, 0.0, 1.0, cpu, power=2.0) is sampling  # cached
-    jittered = model.solve_grid(8, 1.0, 0.0, cpu, jitter=1.0, power=2.0)
+    jittered = model.solve_grid(SolveConfig(8, grid_jitter=1.0, grid_power=2.0), 1.0, 0.0, cpu)
     assert jittered[0] == 1.0 and jittered[-1] == 0.0 and bool((jittered.diff() < 0).all())
     assert not th.equal(jittered, likelihood)
     with pytest.raises(ValueError, match="grid_power"):
-        model.sample(th.zeros(2, 1), n_steps=4, grid_power=0.0)
+        model.sample(th.zeros(2, 1), config=SolveConfig(4, grid_power=0.0))
     with pytest.raises(ValueError, match="grid_power"):
-        model.sample(th.zeros(2, 1), n_steps=4, grid_power=-1.0, grid_jitter=1.0)
+        model.sample(th.zeros(2, 1), config=SolveConfig(4, grid_power=-1.0, grid_jitter=1.0))
 
 
 def test_warped_grid_makes_the_likelihood_of_a_narrow_distribution_accurate() -> None:
@@ -226,8 +226,8 @@ def test_warped_grid_makes_the_likelihood_of_a_narrow_distribution_accurate() ->
     noise = th.randn(4, 2, generator=th.Generator().manual_seed(0), dtype=th.float64)
 
     def errors(power: float) -> tuple[float, float]:
-        backward = model.log_prob(a, obs, n_steps=8, solver="rk4", grid_power=power) - gaussian_log_prob(a, mu, s)
-        actions, log_p = model.sample_with_log_prob(obs, noise, n_steps=8, solver="rk4", grid_power=power)
+        backward = model.log_prob(a, obs, SolveConfig(8, "rk4", grid_power=power)) - gaussian_log_prob(a, mu, s)
+        actions, log_p = model.sample_with_log_prob(obs, noise, SolveConfig(8, "rk4", grid_power=power))
         return backward.abs().max().item(), (log_p - gaussian_log_prob(actions, mu, s)).abs().max().item()
 
     uniform, warped = errors(1.0), errors(2.0)
@@ -259,12 +259,12 @@ def test_precomputed_solves_match_the_step_by_step_solves(name: str) -> None:
     stepwise.PRECOMPUTE_LIMIT = 0  # nothing fits: every solve goes step by step
     for method in ("euler", "midpoint", "rk4"):
         assert model._precomputable(7, model.grid(6, 0.0, 1.0, obs.device), method)
-        kwargs = dict(n_steps=6, solver=method)
-        assert th.allclose(model.sample(obs, noise, **kwargs), stepwise.sample(obs, noise, **kwargs), atol=1e-4)
+        config = SolveConfig(6, method)
+        assert th.allclose(model.sample(obs, noise, config), stepwise.sample(obs, noise, config), atol=1e-4)
     results = []
     for m in (model, stepwise):
-        actions, log_pi = m.sample_with_log_prob(obs, noise, n_steps=4, solver="rk4", with_grad=True, grid_power=2.0)
-        log_p = m.log_prob(actions, obs, n_steps=4, solver="rk4", with_grad=True, grid_power=2.0)
+        actions, log_pi = m.sample_with_log_prob(obs, noise, SolveConfig(4, "rk4", grid_power=2.0), with_grad=True)
+        log_p = m.log_prob(actions, obs, SolveConfig(4, "rk4", grid_power=2.0), with_grad=True)
         loss = (actions.sum(-1) + log_pi - log_p).sum()
         results.append((actions, log_pi, log_p, th.autograd.grad(loss, list(m.parameters()))))
     for lean, step in zip(results[0][:3], results[1][:3]):

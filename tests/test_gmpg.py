@@ -23,7 +23,7 @@ def make_model(pendulum_id: str, **kwargs) -> GMPG:  # type: ignore[no-untyped-d
 
 def test_stages_copy_mu_into_pi_and_freeze_it(pendulum_id: str) -> None:
     model = make_model(pendulum_id)
-    model.learn(0)
+    model.pretrain()
     assert model.bc_steps_done == 20 and model.critic_steps_done == 20
     actor, reference = model.policy.actor.state_dict(), model.policy.reference.state_dict()
     for key in actor:
@@ -78,7 +78,7 @@ def test_critic_shared_with_gmpo(pendulum_id: str) -> None:
 
 def test_gradient_methods_agree(pendulum_id: str) -> None:
     model = make_model(pendulum_id, grid_jitter=0.0)  # the same grid for every method
-    model.learn(0)
+    model.pretrain()
     obs, noise = th.randn(6, 3), th.randn(6, 1)
     grads = {}
     for method in ("backprop", "checkpoint", "adjoint"):
@@ -149,7 +149,7 @@ def test_policy_gradient_trades_q_against_kl_as_beta_varies() -> None:
         normalize_reward=False,
         policy_kwargs=dict(net_arch=[64, 64], time_embed_dim=16, cond_embed_dim=8, emb_dim=32),
     )
-    model.learn(0)  # behaviour cloning only
+    model.pretrain()  # behaviour cloning and critic only
     model.critic.q_value = lambda obs, actions, reduction="min": actions[:, :1]  # type: ignore[method-assign]
     cloned = copy.deepcopy(model.policy.actor.state_dict())
 
@@ -189,7 +189,7 @@ def test_default_grid_and_saved_choices(pendulum_id: str) -> None:
 
 def test_kl_on_a_subset_of_the_states(pendulum_id: str) -> None:
     model = make_model(pendulum_id, grid_jitter=0.0, kl_batch_size=4)
-    model.learn(0)
+    model.pretrain()
     with th.no_grad():  # move pi away from mu, so that the KL term is not zero
         for param in model.actor.parameters():
             param.add_(0.1 * th.randn_like(param))
@@ -209,7 +209,7 @@ def test_kl_on_a_subset_of_the_states(pendulum_id: str) -> None:
 
 def test_chunks_share_the_kl_states(pendulum_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     model = make_model(pendulum_id, batch_size=8, chunk_size=4, kl_batch_size=4)
-    model.learn(0)
+    model.pretrain()
     calls: list[tuple[int, int | None]] = []
     policy_loss = model.policy_loss
 

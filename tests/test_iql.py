@@ -74,7 +74,12 @@ def test_update_matches_d3rlpy_update_critic(d3rlpy_iql) -> None:  # type: ignor
     mini = minibatch(b)
     d3rlpy_iql.impl.update_critic(mini)
     d3rlpy_iql.impl.update_critic_target()
-    critic.update(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"])
+    optimizer = th.optim.Adam(critic.trainable_parameters(), lr=3e-4)  # what the policy builds
+    q_loss, v_loss = critic.losses(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"], gamma=0.99, expectile=0.7)
+    optimizer.zero_grad()
+    (q_loss + v_loss).backward()
+    optimizer.step()
+    critic.soft_update(0.005)
     for name in ("q_funcs", "targ_q_funcs", "value_func"):
         ours, theirs = getattr(critic, name).state_dict(), getattr(d3rlpy_iql.impl.modules, name).state_dict()
         for key in ours:
@@ -90,9 +95,10 @@ def test_q_is_differentiable_in_the_action_and_advantage_is_not() -> None:
     assert not critic.advantage(b["obs"], actions).requires_grad
 
 
-def test_expectile_must_be_in_unit_interval() -> None:
-    with pytest.raises(ValueError, match="expectile"):
-        IQLCritic(5, 2, expectile=1.5)
+@pytest.mark.parametrize("kwargs,match", [(dict(net_arch=[]), "critic_net_arch"), (dict(n_critics=0), "n_critics")])
+def test_bad_sizes_are_refused(kwargs, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        IQLCritic(5, 2, **kwargs)
 
 
 def test_import_keeps_torch_settings() -> None:

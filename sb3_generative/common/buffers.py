@@ -15,7 +15,7 @@ class OfflineReplayBuffer:
     ``dones`` are the terminations only: truncated steps keep bootstrapping from their next observation.
 
     :param data: the flattened dataset
-    :param action_space: the model's Box action space, used to scale actions to [-1, 1]
+    :param action_space: the model's Box action space (any shape; actions are stored flat), used to scale actions to [-1, 1]
     :param device: training device
     :param reward_scale: factor applied to the rewards
     :param seed: seed of the buffer's own index generator (None: drawn from torch's global generator)
@@ -30,7 +30,7 @@ class OfflineReplayBuffer:
         seed: int | None = None,
     ) -> None:
         self.device = th.device(device)
-        low, high = action_space.low.astype(np.float32), action_space.high.astype(np.float32)
+        low, high = action_space.low.reshape(-1).astype(np.float32), action_space.high.reshape(-1).astype(np.float32)
         scaled = 2.0 * (data.actions - low) / (high - low) - 1.0
 
         def to_tensor(array: np.ndarray) -> th.Tensor:

@@ -21,6 +21,14 @@ TRUNCATION_KEYS = ("truncations", "timeouts")
 FILE_SUFFIXES = (".hdf5", ".h5", ".npz")
 
 
+#: what the generative policies support, said in every refusal of a space
+SUPPORTED_SPACES = (
+    "sb3_generative supports flat Box observation spaces (1-D vectors; flatten Dict or image observations first) and "
+    "Box action spaces of any shape with finite bounds (diffusion and flow policies generate real vectors; "
+    "Discrete, MultiDiscrete, MultiBinary and Dict actions are unsupported)"
+)
+
+
 class DatasetError(ValueError):
     """A dataset that cannot be used for training: missing, empty, malformed, or inconsistent with the env."""
 
@@ -321,21 +329,23 @@ def _make(
 
 # ---------------------------------------------------------------------------------------------------- checks
 def check_supported_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
-    """Raise unless both spaces are flat Boxes (the only kind the generative policy handles).
+    """Raise unless the observations are a flat Box and the actions a Box (any shape) with finite, distinct bounds.
 
     :param observation_space: observation space
     :param action_space: action space
     """
     if not isinstance(action_space, spaces.Box):
-        raise DatasetError(
-            f"Unsupported action space {action_space}: sb3_generative needs continuous Box actions "
-            "(diffusion and flow policies generate real vectors); Discrete, MultiDiscrete and Dict are unsupported"
-        )
+        raise DatasetError(f"Unsupported action space {action_space}. {SUPPORTED_SPACES}")
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
-        raise DatasetError(
-            f"Unsupported observation space {observation_space}: only flat Box observations (1-D vectors) are "
-            "supported; flatten Dict or image observations first"
-        )
+        raise DatasetError(f"Unsupported observation space {observation_space}. {SUPPORTED_SPACES}")
+    for name, space in (("observation", observation_space), ("action", action_space)):
+        if int(np.prod(space.shape)) == 0:
+            raise DatasetError(f"The {name} space {space} has no dimensions (width 0)")
+    low, high = action_space.low, action_space.high
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise DatasetError(f"The action space {action_space} has infinite bounds: actions are generated in a finite box")
+    if not (high > low).all():
+        raise DatasetError(f"The action space {action_space} has equal (or inverted) bounds in some dimension")
 
 
 def _first_bad(name: str, array: np.ndarray) -> str | None:
@@ -373,19 +383,18 @@ def check_against_spaces(
     :param action_space: the model's action space
     :param clip_actions: clip actions outside the bounds instead of raising
     """
-    check_supported_spaces(observation_space, action_space)
-    assert isinstance(action_space, spaces.Box)
+    assert isinstance(action_space, spaces.Box)  # checked when the model was built
     if data.observations.shape[1:] != observation_space.shape:
         raise DatasetError(
             f"Observation shape mismatch: the dataset's observations have shape {data.observations.shape[1:]}, "
             f"the environment's observation space has shape {observation_space.shape}"
         )
-    if data.actions.shape[1:] != action_space.shape:
+    if data.actions.shape[1:] != (int(np.prod(action_space.shape)),):  # flattened by _make
         raise DatasetError(
-            f"Action shape mismatch: the dataset's actions have shape {data.actions.shape[1:]}, "
+            f"Action shape mismatch: the dataset's actions have {data.actions.shape[1]} numbers per step, "
             f"the environment's action space has shape {action_space.shape}"
         )
-    low, high = action_space.low, action_space.high
+    low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)
     tolerance = 1e-5 * np.maximum(1.0, np.abs(high - low))
     outside = (data.actions < low - tolerance) | (data.actions > high + tolerance)
     if outside.any() and not clip_actions:

@@ -1,12 +1,16 @@
 """Base class of the offline algorithms: SB3's ``BaseAlgorithm`` trained by gradient steps on a fixed dataset.
 
-It follows sb3-contrib's ARS in subclassing ``BaseAlgorithm`` directly (reference/sb3.md 1.11): ``num_timesteps``
-counts policy gradient steps, with one ``callback.on_step()`` each, so ``EvalCallback``, ``CheckpointCallback``,
-``log_interval`` and the progress bar all speak in gradient steps. The environment is never stepped; it is kept
-for evaluation callbacks and RL Zoo. The dataset lives on the training device in an
+It follows sb3-contrib's ARS in subclassing ``BaseAlgorithm`` directly: ``num_timesteps`` counts policy gradient
+steps, with one ``callback.on_step()`` each, so ``EvalCallback``, ``CheckpointCallback``, ``log_interval`` and the
+progress bar all speak in gradient steps. The environment is never stepped; it is kept for evaluation callbacks and
+RL Zoo, so a ``VecEnv`` of several copies is accepted. The dataset lives on the training device in an
 :class:`~sb3_generative.common.buffers.OfflineReplayBuffer` and never goes into a saved zip.
+
+Before the policy updates, :meth:`OfflineAlgorithm.pretrain` runs the pre-training phases (the IQL critic; for GMPG
+also behaviour cloning), each a :class:`~sb3_generative.common.phases.Phase` run by one loop.
 """
 
+import contextlib
 import io
 import os
 import pathlib
@@ -14,8 +18,8 @@ import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterable
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -23,16 +27,15 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 
 from sb3_generative.common.buffers import OfflineReplayBuffer
-from sb3_generative.common.guard import FiniteGuard
-from sb3_generative.common.precision import precision_context, resolve_precision
+from sb3_generative.common.checks import check_bool, check_float, check_int, check_learning_rate
 from sb3_generative.common.datasets import (
+    SUPPORTED_SPACES,
     DatasetError,
     OfflineData,
     check_against_spaces,
@@ -41,8 +44,11 @@ from sb3_generative.common.datasets import (
     locomotion_reward_scale,
     normalized_score,
 )
+from sb3_generative.common.guard import FiniteGuard
+from sb3_generative.common.phases import Phase, PhaseProgress, accumulate, means
+from sb3_generative.common.policies import GenerativeActorPolicy
+from sb3_generative.common.precision import precision_context, resolve_precision
 from sb3_generative.critics.iql import IQLCritic
-from sb3_generative.policies import GenerativeActorPolicy
 
 SelfOfflineAlgorithm = TypeVar("SelfOfflineAlgorithm", bound="OfflineAlgorithm")
 
@@ -50,18 +56,19 @@ SelfOfflineAlgorithm = TypeVar("SelfOfflineAlgorithm", bound="OfflineAlgorithm")
 class OfflineAlgorithm(BaseAlgorithm):
     """An SB3 algorithm that learns from a fixed dataset with an IQL critic and a generative actor.
 
-    ``learn(total_timesteps)`` first runs the stages that precede the policy updates (:meth:`_pretrain`: the IQL
-    critic, for GMPG the behaviour model), once, then ``total_timesteps`` policy gradient steps.
+    ``learn(total_timesteps)`` first runs the pre-training phases (:meth:`pretrain`), once over the model's life,
+    then ``total_timesteps`` policy gradient steps. Subclasses set their own attributes, call this constructor, then
+    call :meth:`_setup_model` last (as SAC does).
 
     :param policy: policy class or alias ("GenerativePolicy", "MlpPolicy")
-    :param env: environment or its id, used for evaluation callbacks (never stepped); None recovers it from a
-        Minari dataset, else spaces come from the data
-    :param dataset: a local Minari id, a ``MinariDataset``, a D4RL-format ``.hdf5``/``.npz`` path, a dict of arrays
+    :param env: environment or its id, used for evaluation callbacks (never stepped; a ``VecEnv`` of several copies
+        is fine); None recovers it from a Minari dataset, else spaces come from the data
     :param learning_rate: actor learning rate (constant or schedule of the remaining progress)
+    :param dataset: a local Minari id, a ``MinariDataset``, a D4RL-format ``.hdf5``/``.npz`` path, a dict of arrays
     :param batch_size: policy minibatch size
-    :param critic_steps: IQL gradient steps run at the start of the first ``learn``
+    :param critic_steps: IQL gradient steps run before the policy phase
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
-    :param critic_learning_rate: Adam learning rate of Q and V
+    :param critic_learning_rate: learning rate of Q and V
     :param gamma: discount
     :param tau: Polyak coefficient of the target Q
     :param expectile: IQL expectile (0.7 locomotion, 0.9 AntMaze)
@@ -80,13 +87,8 @@ class OfflineAlgorithm(BaseAlgorithm):
     :param verbose: 0 silent, 1 info, 2 debug
     :param seed: random seed: same seed, same training on CPU
     :param device: "cpu", "cuda" or "auto"
-    :param _init_setup_model: build the networks at construction
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "GenerativePolicy": GenerativeActorPolicy,
-        "MlpPolicy": GenerativeActorPolicy,
-    }
     policy: GenerativeActorPolicy
     replay_buffer: OfflineReplayBuffer | None
     #: losses averaged between two log dumps, kept on the device until then
@@ -96,8 +98,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         self,
         policy: str | type[GenerativeActorPolicy],
         env: GymEnv | str | None,
-        dataset: Any = None,
         learning_rate: float | Schedule = 1e-4,
+        dataset: Any = None,
         batch_size: int = 4096,
         critic_steps: int = 200_000,
         critic_batch_size: int | None = None,
@@ -117,27 +119,29 @@ class OfflineAlgorithm(BaseAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
-        _init_setup_model: bool = True,
     ) -> None:
+        _check_common_settings(locals())
         data = load_offline_data(dataset, download=download) if dataset is not None else None
         if env is None and data is not None and data.env_spec is not None:
             env = _recover_env(data)
-        super().__init__(
-            policy,
-            env,
-            learning_rate,
-            policy_kwargs=policy_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            verbose=verbose,
-            device=device,
-            support_multi_env=False,
-            seed=seed,
-        )
+        try:
+            super().__init__(
+                policy,
+                env,
+                learning_rate,
+                policy_kwargs=policy_kwargs,
+                stats_window_size=stats_window_size,
+                tensorboard_log=tensorboard_log,
+                verbose=verbose,
+                device=device,
+                support_multi_env=True,  # the env only evaluates
+                seed=seed,
+                supported_action_spaces=(spaces.Box,),
+            )
+        except AssertionError as error:  # SB3's own space checks, with what is supported added
+            raise DatasetError(f"{error}. {SUPPORTED_SPACES}") from error
         if self.env is None and data is not None:
             self.observation_space, self.action_space = data.observation_space, data.action_space
-        if _init_setup_model and not hasattr(self, "observation_space"):
-            raise ValueError("An offline algorithm needs an env or a dataset to know its spaces")
         if hasattr(self, "observation_space"):
             check_supported_spaces(self.observation_space, self.action_space)
         _refuse_obs_normalizing_vec_env(self.env)
@@ -147,53 +151,76 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.normalize_reward, self.normalize_observations = normalize_reward, normalize_observations
         self.clip_actions, self.download = clip_actions, download
         self.precision = precision
-        resolve_precision(precision, th.device("cpu"))  # an unknown value fails here, not at learn()
         self.replay_buffer = None
         self.dataset_source: str | None = None
         self.reward_scale = 1.0
         self.statistics_fitted = False
         self.critic_steps_done = 0
-        self.pretrain_done = False
-        self._train_stats, self._train_stats_count = {}, 0
-        if _init_setup_model:
-            self._setup_model()
-            if data is not None:
-                self.set_dataset(data)
-            if critic is not None:
-                self.load_critic(critic)
+        self._train_stats = {}
+        self._pending_data, self._pending_critic = data, critic  # attached by _setup_model
 
     # ------------------------------------------------------------------------------------------------ set-up
+    def _policy_arguments(self) -> dict[str, Any]:
+        """Arguments the algorithm gives its policy besides ``policy_kwargs`` (the critic's learning rate)."""
+        return dict(critic_learning_rate=self.critic_learning_rate)
+
     def _setup_model(self) -> None:
+        if not hasattr(self, "observation_space"):
+            raise ValueError("An offline algorithm needs an env or a dataset to know its spaces")
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
+            self.observation_space, self.action_space, self.lr_schedule, **self._policy_arguments(), **self.policy_kwargs
         )
         self.policy = self.policy.to(self.device)
-        self._configure_critic()
         self._create_aliases()
-        self._train_stats, self._train_stats_count = {}, 0
-        self._guard = FiniteGuard(self.policy, [self.policy.optimizer, self.policy.critic.optimizer])
+        self._train_stats = {}
+        self._guard = FiniteGuard(self.policy, self._optimizers(), self._guarded_state, self._restore_guarded_state)
         # random-number states saved with the model, so that a loaded model continues exactly (see save())
         self.rng_state = th.get_rng_state()
         self.sampler_rng_state = th.Generator().get_state()
+        data, critic = getattr(self, "_pending_data", None), getattr(self, "_pending_critic", None)
+        self._pending_data = self._pending_critic = None
+        if data is not None:
+            self._attach_dataset(data)
+        if critic is not None:
+            self.load_critic(critic)
 
-    def _configure_critic(self) -> None:
-        critic = self.policy.critic
-        critic.gamma, critic.tau, critic.expectile = self.gamma, self.tau, self.expectile
-        for group in critic.optimizer.param_groups:
-            group["lr"] = self.critic_learning_rate
+    def _optimizers(self) -> list[th.optim.Optimizer]:
+        """Every optimizer of the policy (saved with the model and rolled back by the guard)."""
+        return [self.policy.optimizer, self.critic.optimizer]
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
         self.critic: IQLCritic = self.policy.critic
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "actor", "critic", "_train_stats", "_guard", "_restore_rng_on_learn"]
+        excluded = ["actor", "critic", "_train_stats", "_guard", "_restore_rng_on_learn", "_pending_data"]
+        return [*super()._excluded_save_params(), *excluded, "_pending_critic", "_warned_replay_buffer"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer", "policy.critic.optimizer"], ["rng_state", "sampler_rng_state"]
 
+    # ------------------------------------------------------------------------------------------------ guard state
+    def _counters(self) -> tuple[str, ...]:
+        """Attributes counting the steps of each phase (rolled back with the parameters)."""
+        return ("num_timesteps", "_n_updates", "critic_steps_done")
+
+    def _guarded_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: getattr(self, name) for name in self._counters()}
+        state["torch_rng"] = th.get_rng_state()
+        if self.replay_buffer is not None:
+            state["sampler_rng"] = self.replay_buffer.generator.get_state()
+        return state
+
+    def _restore_guarded_state(self, state: dict[str, Any]) -> None:
+        for name in self._counters():
+            setattr(self, name, state[name])
+        th.set_rng_state(state["torch_rng"])
+        if self.replay_buffer is not None and "sampler_rng" in state:
+            self.replay_buffer.generator.set_state(state["sampler_rng"])
+
+    # ------------------------------------------------------------------------------------------------ save
     def save(
         self,
         path: str | pathlib.Path | io.BufferedIOBase,
@@ -226,6 +253,33 @@ class OfflineAlgorithm(BaseAlgorithm):
         finally:
             tmp.unlink(missing_ok=True)
 
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Nothing to save: an offline model's "replay buffer" is its dataset, which is never copied into files.
+
+        ``CheckpointCallback(save_replay_buffer=True)`` calls this; it writes nothing and warns once. A model trained
+        on a Minari id or a file re-opens it by itself (``dataset_source``); pass ``dataset=`` to ``load`` otherwise.
+
+        :param path: where SB3 would have written the buffer (ignored)
+        """
+        if not getattr(self, "_warned_replay_buffer", False):
+            warnings.warn(
+                "save_replay_buffer: an offline model's replay buffer is its dataset, which is never saved; nothing was "
+                f"written to {path!s}. Its source, {self.dataset_source or '(in memory)'}, is stored with the model.",
+                stacklevel=2,
+            )
+            self._warned_replay_buffer = True
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """Refused: an offline model takes its data from a dataset (``set_dataset`` or ``load(..., dataset=...)``).
+
+        :param path: a replay buffer file
+        :param truncate_last_traj: unused
+        """
+        raise DatasetError(
+            f"An offline model does not load replay buffers ({path!s}): attach data with set_dataset(dataset) or "
+            "load(path, dataset=...)"
+        )
+
     # ------------------------------------------------------------------------------------------------ data
     def set_dataset(self, dataset: Any) -> None:
         """Attach a dataset (after ``load()``, or to train on new data): validated, flattened, moved to the device.
@@ -235,12 +289,15 @@ class OfflineAlgorithm(BaseAlgorithm):
 
         :param dataset: any form accepted by the constructor's ``dataset``
         """
-        data = load_offline_data(dataset, download=self.download)
+        self._attach_dataset(load_offline_data(dataset, download=self.download))
+
+    def _attach_dataset(self, data: OfflineData) -> None:
+        """Attach already loaded and checked data: check it against the spaces, fit statistics, move it."""
         check_against_spaces(data, self.observation_space, self.action_space, clip_actions=self.clip_actions)
         if not self.statistics_fitted:
             self._fit_statistics(data)
         self.dataset_source = data.source
-        assert isinstance(self.action_space, spaces.Box)  # checked above
+        assert isinstance(self.action_space, spaces.Box)  # checked at construction
         self.replay_buffer = OfflineReplayBuffer(
             data,
             self.action_space,
@@ -316,48 +373,100 @@ class OfflineAlgorithm(BaseAlgorithm):
         ):
             raise ValueError("The critic was trained with other observation statistics (normalize_observations differs)")
 
-    def _train_critic(self, progress_bar: bool, log_interval: int) -> None:
-        """IQL critic phase: ``critic_steps`` updates, logged under ``critic/*``."""
-        buffer = self._require_dataset()
-        batch_size = self.critic_batch_size or self.batch_size
-        remaining = self.critic_steps - self.critic_steps_done
+    def _critic_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
+        """One IQL step: Adam on ``q_loss + v_loss``, then the Polyak update of the target Q."""
+        obs, next_obs = self.policy.normalize_obs(batch.observations), self.policy.normalize_obs(batch.next_observations)
+        q_loss, v_loss = self.critic.losses(
+            obs, batch.actions, batch.rewards, next_obs, batch.dones, gamma=self.gamma, expectile=self.expectile
+        )
+        self.critic.optimizer.zero_grad(set_to_none=True)
+        (q_loss + v_loss).backward()
+        self.critic.optimizer.step()
+        self.critic.soft_update(self.tau)
+        return {"q_loss": q_loss.detach(), "v_loss": v_loss.detach()}
+
+    # ------------------------------------------------------------------------------------------------ pre-training
+    def _pretrain_phases(self) -> list[Phase]:
+        """The phases before the policy updates, in order (GMPO: the IQL critic)."""
+        return [self._critic_phase()]
+
+    def _critic_phase(self) -> Phase:
+        return Phase(
+            "critic",
+            "IQL critic",
+            self.critic_steps,
+            "critic_steps_done",
+            self.critic_batch_size or self.batch_size,
+            self._critic_step,
+            ("q_loss", "v_loss"),
+        )
+
+    def pretrain(self: SelfOfflineAlgorithm, log_interval: int | None = 1000, progress_bar: bool = False) -> SelfOfflineAlgorithm:
+        """Run only the phases before the policy updates (the IQL critic; for GMPG behaviour cloning first).
+
+        ``learn`` runs them too, the first time; each phase runs once over the model's life, so calling this first
+        (to share the critic, or to score the behaviour-cloned policy) costs nothing later.
+
+        :param log_interval: steps between two log tables of a phase (None: only at its end)
+        :param progress_bar: show a progress bar per phase
+        :return: the model
+        """
+        check_int("log_interval", log_interval, allow_none=True)
+        self._require_dataset()
+        self._restore_saved_rng()
+        if not hasattr(self, "_logger"):
+            self._logger = configure_logger(self.verbose, self.tensorboard_log, "pretrain", True)
+        self._guard.take_snapshot("the start of pre-training")
+        with precision_context(self.precision, self.device):
+            self._run_pretraining(log_interval, progress_bar)
+        return self
+
+    def _run_pretraining(self, log_interval: int | None, progress_bar: bool) -> None:
+        for phase in self._pretrain_phases():
+            self._run_phase(phase, log_interval, progress_bar)
+
+    def _run_phase(self, phase: Phase, log_interval: int | None, progress_bar: bool) -> None:
+        """Run a phase to its budget: progress, logs under ``<phase.name>/*``, guard checks at log intervals."""
+        remaining = phase.total - getattr(self, phase.counter)
         if remaining <= 0:
             return
+        buffer = self._require_dataset()
         self.policy.set_training_mode(True)
-        self.critic.q_funcs.requires_grad_(True)
-        self.critic.value_func.requires_grad_(True)
         stats: dict[str, th.Tensor] = {}
-        with _PhaseBar(progress_bar, remaining, "critic") as bar:
-            for _ in range(remaining):
-                batch = buffer.sample(batch_size)
-                q_loss, v_loss = self.critic.update(
-                    self.policy.normalize_obs(batch.observations),
-                    batch.actions,
-                    batch.rewards,
-                    self.policy.normalize_obs(batch.next_observations),
-                    batch.dones,
-                )
-                self.critic_steps_done += 1
-                self._guard.watch(self.critic_steps_done, {"q_loss": q_loss, "v_loss": v_loss})
-                _accumulate(stats, {"q_loss": q_loss, "v_loss": v_loss})
+        with PhaseProgress(progress_bar, remaining, phase.title) as bar, self._checked_on_interrupt(phase.title):
+            while (done := getattr(self, phase.counter)) < phase.total:
+                step_stats = phase.step(buffer.sample(phase.batch_size))
+                setattr(self, phase.counter, done + 1)
+                self._guard.watch(done + 1, {key: step_stats[key] for key in phase.watched})
+                accumulate(stats, step_stats)
                 bar.update(1)
-                if self.critic_steps_done % log_interval == 0 or self.critic_steps_done == self.critic_steps:
-                    self._guard.check("critic", f"critic step {self.critic_steps_done}")
-                    self._dump_phase_logs("critic", stats, self.critic_steps_done)
-                    stats = {}
+                if done + 1 == phase.total or (log_interval is not None and (done + 1) % log_interval == 0):
+                    self._guard.check(phase.title, f"{phase.title} step {done + 1}")
+                    self._dump_phase_logs(phase.name, stats, done + 1)
+
+    @contextlib.contextmanager
+    def _checked_on_interrupt(self, title: str) -> Iterator[None]:
+        """On Ctrl-C, check the steps not yet checked before letting the interrupt through: a model left holding
+        NaN parameters is rolled back (and says so) instead of being returned silently."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self._guard.pending():
+                self._guard.check(title, f"the interrupted {title} phase")
+            raise
 
     def _dump_phase_logs(self, phase: str, stats: dict[str, th.Tensor], step: int) -> None:
-        count = stats.pop("_count", None)
-        for key, total in stats.items():
-            self.logger.record(f"{phase}/{key}", (total / count).item() if count is not None else total.item())
+        for key, value in means(stats).items():
+            self.logger.record(f"{phase}/{key}", value)
         self.logger.record(f"{phase}/step", step)
         self.logger.dump(step=step)
 
-    # ------------------------------------------------------------------------------------------------ learn
-    def _pretrain(self, progress_bar: bool, log_interval: int) -> None:
-        """Stages before the policy updates, run once over a model's life (GMPO: the IQL critic)."""
-        self._train_critic(progress_bar, log_interval)
+    def _restore_saved_rng(self) -> None:
+        if getattr(self, "_restore_rng_on_learn", False):  # continue a saved run exactly
+            th.set_rng_state(self.rng_state.cpu())
+            self._restore_rng_on_learn = False
 
+    # ------------------------------------------------------------------------------------------------ learn
     def _setup_learn(
         self,
         total_timesteps: int,
@@ -386,48 +495,55 @@ class OfflineAlgorithm(BaseAlgorithm):
         self: SelfOfflineAlgorithm,
         total_timesteps: int,
         callback: MaybeCallback = None,
-        log_interval: int = 100,
+        log_interval: int | None = 100,
         tb_log_name: str = "run",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfOfflineAlgorithm:
-        """Train: the pre-training stages once, then ``total_timesteps`` policy gradient steps.
+        """Train: the pre-training phases once (see :meth:`pretrain`), then ``total_timesteps`` policy gradient steps.
+
+        Callbacks see the policy steps only; the pre-training phases show their own progress bars and logs.
 
         :param total_timesteps: number of policy gradient steps
-        :param callback: SB3 callback(s), called after every gradient step
-        :param log_interval: gradient steps between two log dumps
+        :param callback: SB3 callback(s), called after every policy gradient step
+        :param log_interval: gradient steps between two log tables (and non-finite checks), in every phase; None:
+            only at the end of each phase
         :param tb_log_name: name of the tensorboard run
         :param reset_num_timesteps: restart the step counter (False continues it)
-        :param progress_bar: show progress bars (critic / behaviour-cloning phases and policy phase)
+        :param progress_bar: show progress bars (one per pre-training phase, then the policy phase)
         :return: the trained model
         """
+        check_int("total_timesteps", total_timesteps, minimum=0)
+        check_int("log_interval", log_interval, allow_none=True)
         self._require_dataset()
-        if getattr(self, "_restore_rng_on_learn", False):  # continue a saved run exactly
-            th.set_rng_state(self.rng_state.cpu())
-            self._restore_rng_on_learn = False
+        self._restore_saved_rng()
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         self._guard.take_snapshot("the start of learn()")
-        with precision_context(getattr(self, "precision", "auto"), self.device):  # older saves lack it
-            self._pretrain(progress_bar, log_interval)
+        with precision_context(self.precision, self.device):
+            self._run_pretraining(log_interval, progress_bar)
             self.start_time = time.time_ns()  # fps of the policy phase only
             callback.on_training_start(locals(), globals())
             self.policy.set_training_mode(True)
-            while self.num_timesteps < total_timesteps:
-                self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
-                self.train(gradient_steps=1, batch_size=self.batch_size)
-                self.num_timesteps += 1
-                callback.update_locals(locals())
-                if not callback.on_step():
-                    break
-                if log_interval is not None and self.num_timesteps % log_interval == 0:
-                    self._guard.check("policy", f"policy step {self.num_timesteps}")
-                    self.dump_logs()
-        self._guard.check("policy", f"policy step {self.num_timesteps}")
+            with self._checked_on_interrupt("policy"):
+                self._policy_loop(total_timesteps, callback, log_interval)
         self.policy.set_training_mode(False)
         callback.on_training_end()
         return self
+
+    def _policy_loop(self, total_timesteps: int, callback: BaseCallback, log_interval: int | None) -> None:
+        while self.num_timesteps < total_timesteps:
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            self.train(gradient_steps=1, batch_size=self.batch_size)
+            self.num_timesteps += 1
+            callback.update_locals(locals())
+            if not callback.on_step():
+                break
+            if log_interval is not None and self.num_timesteps % log_interval == 0:
+                self._guard.check("policy", f"policy step {self.num_timesteps}")
+                self.dump_logs()
+        self._guard.check("policy", f"policy step {self.num_timesteps}")
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """Policy gradient steps on minibatches of the dataset (implemented by each algorithm).
@@ -443,8 +559,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         :param stats: per-step statistics
         :param watched: keys of ``stats`` that must stay finite (losses, gradient norms)
         """
-        _accumulate(self._train_stats, {key: value.float() for key, value in stats.items()})  # bf16 under autocast
-        self._train_stats_count += 1
+        accumulate(self._train_stats, stats)
         if watched:
             self._guard.watch(self.num_timesteps + 1, {key: stats[key] for key in watched})
 
@@ -455,12 +570,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.logger.record("time/fps", fps)
         self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        count = self._train_stats.pop("_count", None)
-        if count is not None:
-            means = th.stack(list(self._train_stats.values())) / count
-            for key, value in zip(self._train_stats, means.tolist()):
-                self.logger.record(f"train/{key}", value)
-        self._train_stats = {}
+        for key, value in means(self._train_stats).items():
+            self.logger.record(f"train/{key}", value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/reward_scale", self.reward_scale)
         self.logger.dump(step=self.num_timesteps)
@@ -493,7 +604,6 @@ class OfflineAlgorithm(BaseAlgorithm):
         :param kwargs: attributes to set on the loaded model
         """
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        model._configure_critic()
         model._restore_rng_on_learn = True
         if dataset is not None:
             model.set_dataset(dataset)
@@ -504,13 +614,6 @@ def grad_norm(module: th.nn.Module) -> th.Tensor:
     """Total L2 norm of a module's gradients (a device tensor, no host synchronisation)."""
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     return th.nn.utils.get_total_norm(grads) if grads else th.zeros(())
-
-
-def _accumulate(totals: dict[str, th.Tensor], stats: dict[str, th.Tensor]) -> None:
-    for key, value in stats.items():
-        value = value.detach().float()
-        totals[key] = totals[key] + value if key in totals else value.clone()
-    totals["_count"] = totals.get("_count", th.zeros(())) + 1
 
 
 def _recover_env(data: OfflineData) -> gym.Env | None:
@@ -532,24 +635,16 @@ def _refuse_obs_normalizing_vec_env(env: Any) -> None:
         )
 
 
-class _PhaseBar:
-    """A tqdm bar for a pre-training phase when progress bars are on; a no-op otherwise."""
-
-    def __init__(self, enabled: bool, total: int, desc: str) -> None:
-        self.enabled, self.total, self.desc = enabled, total, desc
-        self.bar: Any = None
-
-    def __enter__(self) -> "_PhaseBar":
-        if self.enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.total, desc=self.desc, unit="step")
-        return self
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _check_common_settings(settings: dict[str, Any]) -> None:
+    """Validate the settings every offline algorithm shares, before any data is read."""
+    check_learning_rate("learning_rate", settings["learning_rate"])
+    check_learning_rate("critic_learning_rate", settings["critic_learning_rate"])
+    check_int("batch_size", settings["batch_size"])
+    check_int("critic_batch_size", settings["critic_batch_size"], allow_none=True)
+    check_int("critic_steps", settings["critic_steps"], minimum=0)
+    check_float("gamma", settings["gamma"], 0.0, 1.0)
+    check_float("tau", settings["tau"], 0.0, 1.0)
+    check_float("expectile", settings["expectile"], 0.0, 1.0, high_open=True)
+    for name in ("normalize_reward", "normalize_observations", "clip_actions", "download"):
+        check_bool(name, settings[name])
+    resolve_precision(settings["precision"], th.device("cpu"))  # an unknown value fails here, not at learn()

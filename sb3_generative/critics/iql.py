@@ -1,9 +1,10 @@
 """IQL critic (Kostrikov et al. 2021) built from d3rlpy's module factories and trained in our own loop.
 
-Option (b) of reference/d3rlpy_minari.md: the Q ensemble, its target copy and V are d3rlpy modules, the Q loss
-is d3rlpy's ``compute_error`` and the value loss the expectile regression, so the losses equal d3rlpy's
-``IQLImpl.compute_critic_loss`` on the same weights and batch (tested). As in d3rlpy, one Adam optimises Q and V
-together on ``q_loss + v_loss``; the Q target is Polyak-averaged with ``tau``.
+The Q ensemble, its target copy and V are d3rlpy modules (``d3rlpy/models/builders.py``); the Q loss is d3rlpy's
+``compute_error`` and the value loss the expectile regression, so the losses equal d3rlpy's
+``IQLImpl.compute_critic_loss`` (``d3rlpy/algos/qlearning/torch/iql_impl.py``) on the same weights and batch
+(tested). The module holds networks only: gamma and the expectile are arguments of :meth:`IQLCritic.losses`, tau of
+:meth:`IQLCritic.soft_update`, and the optimizer is built by the policy, as SB3 builds its critics' optimizers.
 """
 
 from typing import Any
@@ -11,12 +12,10 @@ from typing import Any
 import torch as th
 from torch import nn
 
-from sb3_generative.common.optim import adam
-
 
 def _import_d3rlpy() -> Any:
-    """Import d3rlpy without letting it change process-wide torch settings (it turns on TF32 and compiled
-    autograd when CUDA is present, reference/d3rlpy_minari.md 1.6)."""
+    """Import d3rlpy without letting it change process-wide torch settings (on import it turns on TF32 and
+    compiled autograd when CUDA is present, ``d3rlpy/__init__.py``)."""
     precision = th.get_float32_matmul_precision()
     import torch._dynamo
 
@@ -36,22 +35,10 @@ class IQLCritic(nn.Module):
     :param action_dim: action size
     :param net_arch: hidden widths of every critic network
     :param n_critics: size of the Q ensemble
-    :param expectile: tau of the expectile value loss (0.7 locomotion, 0.9 AntMaze)
-    :param gamma: discount
-    :param tau: Polyak coefficient of the Q target
-    :param learning_rate: Adam learning rate of Q and V
     """
 
     def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        net_arch: list[int] | tuple[int, ...] = (256, 256),
-        n_critics: int = 2,
-        expectile: float = 0.7,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        learning_rate: float = 3e-4,
+        self, obs_dim: int, action_dim: int, net_arch: list[int] | tuple[int, ...] = (256, 256), n_critics: int = 2
     ) -> None:
         super().__init__()
         _import_d3rlpy()
@@ -59,8 +46,10 @@ class IQLCritic(nn.Module):
         from d3rlpy.models.encoders import VectorEncoderFactory
         from d3rlpy.models.q_functions import MeanQFunctionFactory
 
-        if not 0.0 < expectile < 1.0:
-            raise ValueError(f"expectile must lie in (0, 1), got {expectile}")
+        if not net_arch or any(int(h) < 1 for h in net_arch):
+            raise ValueError(f"critic_net_arch needs at least one positive width, got {list(net_arch)!r}")
+        if isinstance(n_critics, bool) or not isinstance(n_critics, int) or n_critics < 1:
+            raise ValueError(f"n_critics must be a positive integer, got {n_critics!r}")
         encoder = VectorEncoderFactory(hidden_units=[int(h) for h in net_arch])
         q_kwargs: dict[str, Any] = dict(
             encoder_factory=encoder,
@@ -74,8 +63,10 @@ class IQLCritic(nn.Module):
         self.value_func = create_value_function((obs_dim,), encoder, device="cpu:0", enable_ddp=False)
         self.targ_q_funcs.load_state_dict(self.q_funcs.state_dict())
         self.targ_q_funcs.requires_grad_(False)
-        self.expectile, self.gamma, self.tau = expectile, gamma, tau
-        self.optimizer = adam([*self.q_funcs.parameters(), *self.value_func.parameters()], learning_rate)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters one optimizer trains: Q ensemble and V (the target follows by Polyak averaging)."""
+        return [*self.q_funcs.parameters(), *self.value_func.parameters()]
 
     # --------------------------------------------------------------------------------------------- values
     def q_value(self, obs: th.Tensor, actions: th.Tensor, reduction: str = "min") -> th.Tensor:
@@ -97,7 +88,14 @@ class IQLCritic(nn.Module):
 
     # --------------------------------------------------------------------------------------------- losses
     def losses(
-        self, obs: th.Tensor, actions: th.Tensor, rewards: th.Tensor, next_obs: th.Tensor, dones: th.Tensor
+        self,
+        obs: th.Tensor,
+        actions: th.Tensor,
+        rewards: th.Tensor,
+        next_obs: th.Tensor,
+        dones: th.Tensor,
+        gamma: float = 0.99,
+        expectile: float = 0.7,
     ) -> tuple[th.Tensor, th.Tensor]:
         """IQL's ``(q_loss, v_loss)`` on a batch, as d3rlpy computes them.
 
@@ -109,34 +107,28 @@ class IQLCritic(nn.Module):
         :param rewards: scaled rewards (B, 1)
         :param next_obs: next states (B, n)
         :param dones: terminations (B, 1), time-outs excluded
+        :param gamma: discount
+        :param expectile: tau of the expectile value loss (0.7 locomotion, 0.9 AntMaze)
         """
         with th.no_grad():
             v_next = self.value_func(next_obs)
             q_target = self.target_q_value(obs, actions)
         q_loss = self._q_forwarder.compute_error(
-            observations=obs, actions=actions, rewards=rewards, target=v_next, terminals=dones, gamma=self.gamma
+            observations=obs, actions=actions, rewards=rewards, target=v_next, terminals=dones, gamma=gamma
         )
         diff = q_target - self.value_func(obs)
-        weight = (self.expectile - (diff < 0.0).float()).abs()
+        weight = (expectile - (diff < 0.0).float()).abs()
         v_loss = (weight * diff**2).mean()
         return q_loss, v_loss
 
-    def update(
-        self, obs: th.Tensor, actions: th.Tensor, rewards: th.Tensor, next_obs: th.Tensor, dones: th.Tensor
-    ) -> tuple[th.Tensor, th.Tensor]:
-        """One gradient step on ``q_loss + v_loss`` then the Polyak update of the target.
-
-        :return: the detached ``(q_loss, v_loss)`` tensors (no host synchronisation)
-        """
-        q_loss, v_loss = self.losses(obs, actions, rewards, next_obs, dones)
-        self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + v_loss).backward()
-        self.optimizer.step()
-        self.soft_update()
-        return q_loss.detach(), v_loss.detach()
-
     @th.no_grad()
-    def soft_update(self) -> None:
-        """``theta' <- (1 - tau) theta' + tau theta`` for the Q target (fused over all tensors)."""
+    def soft_update(self, tau: float) -> None:
+        """``theta' <- (1 - tau) theta' + tau theta`` for the Q target.
+
+        The same update as SB3's ``polyak_update``, as one fused ``_foreach_lerp_`` over all tensors instead of two
+        kernels per tensor.
+
+        :param tau: Polyak coefficient
+        """
         target = list(self.targ_q_funcs.parameters())
-        th._foreach_lerp_(target, list(self.q_funcs.parameters()), self.tau)
+        th._foreach_lerp_(target, list(self.q_funcs.parameters()), tau)

@@ -14,14 +14,8 @@ from torch import nn
 from sb3_generative.generative.likelihood import augmented_drift, standard_normal_log_prob
 from sb3_generative.generative.networks import TemporalSpatialResidualNet
 from sb3_generative.generative.paths import ProbabilityPath, make_path
-from sb3_generative.generative.solvers import (
-    SOLVER_STAGES,
-    ADAPTIVE_SOLVERS,
-    FIXED_GRID_SOLVERS,
-    evaluation_times,
-    integrate,
-    uniform_grid,
-)
+from sb3_generative.generative.config import SolveConfig
+from sb3_generative.generative.solvers import FIXED_GRID_SOLVERS, SOLVER_STAGES, evaluation_times, integrate, uniform_grid
 
 GENERATIVE_MODELS = ("vpsde", "gvp", "icfm")
 
@@ -57,9 +51,8 @@ class GenerativeModel(nn.Module):
         super().__init__()
         self.path: ProbabilityPath = make_path(generative_model, parameterization)
         self.obs_dim, self.action_dim = obs_dim, action_dim
-        if n_sampling_steps < 1:
-            raise ValueError(f"n_sampling_steps must be at least 1, got {n_sampling_steps}")
-        self.n_sampling_steps, self.solver = n_sampling_steps, check_solver(solver)
+        SolveConfig(n_sampling_steps, solver)  # validates both
+        self.n_sampling_steps, self.solver = n_sampling_steps, solver
         self.net = TemporalSpatialResidualNet(
             action_dim, obs_dim, net_arch, time_embed_dim=time_embed_dim, cond_embed_dim=cond_embed_dim, emb_dim=emb_dim
         )
@@ -115,28 +108,23 @@ class GenerativeModel(nn.Module):
         :param end: last time
         :param power: grid exponent (1: uniform)
         """
-        if not power > 0.0:
-            raise ValueError(f"grid_power must be positive (1: uniform grid), got {power}")
         if power != 1.0:  # the data end is tau = 1: the end of a sampling solve, the start of a likelihood solve
             u = u.pow(power) if start > end else 1.0 - (1.0 - u).pow(power)
         return start + (end - start) * u
 
-    def solve_grid(
-        self, n_steps: int, start: float, end: float, device: th.device, jitter: float = 0.0, power: float = 1.0
-    ) -> th.Tensor:
-        """The grid of one solve: cached when fixed, redrawn (before the warp) when ``jitter > 0``.
+    def solve_grid(self, config: SolveConfig, start: float, end: float, device: th.device) -> th.Tensor:
+        """The grid of one solve: cached when fixed, redrawn (before the warp) when ``config.grid_jitter > 0``.
 
-        :param n_steps: solver steps
+        :param config: the solve's configuration, with its steps set
         :param start: first time
         :param end: last time
         :param device: device
-        :param jitter: move interior points randomly by up to this fraction of a step (see :meth:`jittered`)
-        :param power: grid exponent (see :meth:`grid`)
         """
-        check_jitter(jitter)
-        if jitter == 0.0:
-            return self.grid(n_steps, start, end, device, power)
-        return self.warped(self.jittered(self.grid(n_steps, 0.0, 1.0, device), jitter), start, end, power)
+        assert config.n_steps is not None
+        if config.grid_jitter == 0.0:
+            return self.grid(config.n_steps, start, end, device, config.grid_power)
+        unit = self.jittered(self.grid(config.n_steps, 0.0, 1.0, device), config.grid_jitter)
+        return self.warped(unit, start, end, config.grid_power)
 
     def jittered(self, grid: th.Tensor, jitter: float) -> th.Tensor:
         """The grid with each interior point moved uniformly by up to ``jitter / 2`` of a step (ends fixed).
@@ -150,45 +138,41 @@ class GenerativeModel(nn.Module):
         noise = (th.rand(grid.shape[0] - 2, device=grid.device) - 0.5) * jitter * step
         return th.cat([grid[:1], grid[1:-1] + noise, grid[-1:]])
 
-    def _data_end(self) -> float:
+    def data_end(self) -> float:
+        """Where a likelihood solve starts: the data end of the path, kept a little away from a singular drift
+        (VP-SDE)."""
         # the likelihood starts at the data end of the path, kept a little away from a singular drift (VP-SDE)
         return 1.0 - self.path.likelihood_t_min if self.path.reversed_time else 1.0
 
+    def _resolve(self, config: SolveConfig | None) -> SolveConfig:
+        """``config`` with this model's default steps and solver filled in (the model's sampling solve if None)."""
+        return (config or SolveConfig()).with_defaults(self.n_sampling_steps, self.solver)
+
+    def _noise(self, obs: th.Tensor, noise: th.Tensor | None) -> th.Tensor:
+        if noise is None:
+            return th.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
+        return noise
+
     def sample(
-        self,
-        obs: th.Tensor,
-        noise: th.Tensor | None = None,
-        n_steps: int | None = None,
-        solver: str | None = None,
-        with_grad: bool = False,
-        use_checkpoint: bool = False,
-        adjoint: bool = False,
-        grid_jitter: float = 0.0,
-        grid_power: float = 1.0,
+        self, obs: th.Tensor, noise: th.Tensor | None = None, config: SolveConfig | None = None, with_grad: bool = False
     ) -> th.Tensor:
         """Actions by integrating the ODE from the prior to the data, shape (B, d).
 
         :param obs: states, shape (B, n)
         :param noise: initial points (B, d); None draws N(0, I)
-        :param n_steps: solver steps (default: the model's)
-        :param solver: solver name (default: the model's)
+        :param config: how to solve (None: the model's ``n_sampling_steps`` and ``solver`` on a uniform grid)
         :param with_grad: keep the graph for pathwise gradients (GMPG)
-        :param use_checkpoint: recompute steps in the backward pass (long grids with gradients)
-        :param adjoint: backpropagate by torchdiffeq's adjoint method
-        :param grid_jitter: move interior grid points randomly by up to this fraction of a step (see :meth:`jittered`)
-        :param grid_power: grid exponent: 1 uniform, p > 1 denser toward the data end (see :meth:`grid`)
         """
-        if noise is None:
-            noise = th.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
-        grid = self.solve_grid(n_steps or self.n_sampling_steps, 0.0, 1.0, obs.device, grid_jitter, grid_power)
-        method = solver or self.solver
+        config = self._resolve(config)
+        noise = self._noise(obs, noise)
+        grid = self.solve_grid(config, 0.0, 1.0, obs.device)
         with th.set_grad_enabled(with_grad):
-            velocity = self._velocity_plan(obs, grid, method, use_checkpoint, adjoint)
+            velocity = self._velocity_plan(obs, grid, config)
 
             def drift(tau: th.Tensor, state: tuple[th.Tensor, ...]) -> tuple[th.Tensor, ...]:
                 return (velocity(tau, state[0]),)
 
-            (actions,) = integrate(drift, (noise,), grid, method, use_checkpoint, adjoint_params=self._adjoint(adjoint))
+            (actions,) = self._integrate(drift, (noise,), grid, config)
         return actions
 
     #: most elements the precomputed projections of one solve may hold (64 MiB in fp32)
@@ -203,7 +187,7 @@ class GenerativeModel(nn.Module):
         return (grid.shape[0] - 1) * len(SOLVER_STAGES[method]) * batch_size * widths <= self.PRECOMPUTE_LIMIT
 
     def _velocity_plan(
-        self, obs: th.Tensor, grid: th.Tensor, method: str, use_checkpoint: bool = False, adjoint: bool = False
+        self, obs: th.Tensor, grid: th.Tensor, config: SolveConfig
     ) -> Callable[[th.Tensor, th.Tensor], th.Tensor]:
         """The velocity ``(tau, x) -> dx/dtau`` of one solve over ``grid`` for fixed states.
 
@@ -212,10 +196,12 @@ class GenerativeModel(nn.Module):
         one batched pass, in the current grad mode, and each call runs only the layers that see the action: the same
         numbers with about a third fewer operators per call. Otherwise the state embedding is computed once.
         """
-        if use_checkpoint or adjoint or not self._precomputable(obs.shape[0], grid, method):
-            cond = self._condition(obs, adjoint)
+        assert config.solver is not None
+        recomputes = th.is_grad_enabled() and (config.use_checkpoint or config.adjoint)
+        if recomputes or not self._precomputable(obs.shape[0], grid, config.solver):
+            cond = self._condition(obs, config.adjoint and th.is_grad_enabled())
             return lambda tau, x: self.velocity(tau, x, obs, cond)
-        times = evaluation_times(grid, method)
+        times = evaluation_times(grid, config.solver)
         n_evals, batch_size = times.shape[0], obs.shape[0]
         t = self.path.native_time(times).repeat_interleave(batch_size)
         cond = self.net.cond_embed(obs).repeat(n_evals, 1)
@@ -239,56 +225,36 @@ class GenerativeModel(nn.Module):
     def _probe(self, like: th.Tensor, divergence: str) -> th.Tensor | None:
         return th.randn_like(like) if divergence == "hutchinson" else None
 
+    def _integrate(
+        self, drift: Callable[..., tuple[th.Tensor, ...]], y0: tuple[th.Tensor, ...], grid: th.Tensor, config: SolveConfig
+    ) -> tuple[th.Tensor, ...]:
+        with_grad = th.is_grad_enabled()
+        adjoint_params = self._adjoint(config.adjoint and with_grad)
+        assert config.solver is not None
+        return integrate(drift, y0, grid, config.solver, config.use_checkpoint and with_grad, adjoint_params=adjoint_params)
+
     def log_prob(
-        self,
-        actions: th.Tensor,
-        obs: th.Tensor,
-        n_steps: int | None = None,
-        solver: str | None = None,
-        divergence: str = "exact",
-        with_grad: bool = False,
-        use_checkpoint: bool = False,
-        adjoint: bool = False,
-        grid_jitter: float = 0.0,
-        grid_power: float = 1.0,
+        self, actions: th.Tensor, obs: th.Tensor, config: SolveConfig | None = None, with_grad: bool = False
     ) -> th.Tensor:
         """``log p(a | s)`` by integrating the augmented ODE from the action back to the prior, shape (B,).
 
         :param actions: actions in [-1, 1], shape (B, d)
         :param obs: states, shape (B, n)
-        :param n_steps: solver steps
-        :param solver: solver name
-        :param divergence: "exact" or "hutchinson"
+        :param config: how to solve, including the divergence (None: the model's sampling solve, exact divergence)
         :param with_grad: differentiable with respect to parameters and ``actions``
-        :param use_checkpoint: recompute steps in the backward pass
-        :param adjoint: backpropagate by torchdiffeq's adjoint method (memory independent of the grid)
-        :param grid_jitter: move interior grid points randomly by up to this fraction of a step (see :meth:`jittered`)
-        :param grid_power: grid exponent: 1 uniform, p > 1 denser toward the data end (see :meth:`grid`)
         """
-        grid = self.solve_grid(n_steps or self.n_sampling_steps, self._data_end(), 0.0, obs.device, grid_jitter, grid_power)
-        method = solver or self.solver
+        config = self._resolve(config)
+        grid = self.solve_grid(config, self.data_end(), 0.0, obs.device)
         acc0 = th.zeros(actions.shape[0], device=actions.device, dtype=actions.dtype)
         with th.set_grad_enabled(with_grad):
-            velocity = self._velocity_plan(obs, grid, method, use_checkpoint, adjoint)
-            drift = augmented_drift(velocity, divergence, with_grad, self._probe(actions, divergence))
-            z, neg_int_div = integrate(
-                drift, (actions, acc0), grid, method, use_checkpoint, adjoint_params=self._adjoint(adjoint)
-            )
+            velocity = self._velocity_plan(obs, grid, config)
+            drift = augmented_drift(velocity, config.divergence, with_grad, self._probe(actions, config.divergence))
+            z, neg_int_div = self._integrate(drift, (actions, acc0), grid, config)
         # integrating from tau = 1 to 0 accumulates -int_0^1 div v dtau
         return standard_normal_log_prob(z) + neg_int_div
 
     def sample_with_log_prob(
-        self,
-        obs: th.Tensor,
-        noise: th.Tensor | None = None,
-        n_steps: int | None = None,
-        solver: str | None = None,
-        divergence: str = "exact",
-        with_grad: bool = False,
-        use_checkpoint: bool = False,
-        adjoint: bool = False,
-        grid_jitter: float = 0.0,
-        grid_power: float = 1.0,
+        self, obs: th.Tensor, noise: th.Tensor | None = None, config: SolveConfig | None = None, with_grad: bool = False
     ) -> tuple[th.Tensor, th.Tensor]:
         """Actions and their own log-density in one forward solve: ``log p(a) = log N(z) - int_0^1 div v``.
 
@@ -297,17 +263,14 @@ class GenerativeModel(nn.Module):
 
         :return: (actions (B, d), log p(actions | obs) (B,))
         """
-        if noise is None:
-            noise = th.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
-        grid = self.solve_grid(n_steps or self.n_sampling_steps, 0.0, 1.0, obs.device, grid_jitter, grid_power)
-        method = solver or self.solver
+        config = self._resolve(config)
+        noise = self._noise(obs, noise)
+        grid = self.solve_grid(config, 0.0, 1.0, obs.device)
         acc0 = th.zeros(noise.shape[0], device=noise.device, dtype=noise.dtype)
         with th.set_grad_enabled(with_grad):
-            velocity = self._velocity_plan(obs, grid, method, use_checkpoint, adjoint)
-            drift = augmented_drift(velocity, divergence, with_grad, self._probe(noise, divergence))
-            actions, int_div = integrate(
-                drift, (noise, acc0), grid, method, use_checkpoint, adjoint_params=self._adjoint(adjoint)
-            )
+            velocity = self._velocity_plan(obs, grid, config)
+            drift = augmented_drift(velocity, config.divergence, with_grad, self._probe(noise, config.divergence))
+            actions, int_div = self._integrate(drift, (noise, acc0), grid, config)
         return actions, standard_normal_log_prob(noise) - int_div
 
     def _adjoint(self, adjoint: bool) -> list[th.Tensor] | None:
@@ -316,24 +279,3 @@ class GenerativeModel(nn.Module):
     def extra_repr(self) -> str:
         return f"path={type(self.path).__name__}, solver={self.solver}, n_sampling_steps={self.n_sampling_steps}"
 
-
-def check_jitter(jitter: float) -> float:
-    """Validate a grid jitter: 0 keeps the grid fixed; above 1, neighbouring points could swap and a step run backwards.
-
-    :param jitter: fraction of a step by which interior grid points may move (in total, both ways)
-    :return: the jitter
-    """
-    if not 0.0 <= jitter <= 1.0:
-        raise ValueError(f"grid_jitter must be in [0, 1] (0: fixed grid; above 1 grid points could swap), got {jitter}")
-    return jitter
-
-
-def check_solver(solver: str) -> str:
-    """Validate a solver name.
-
-    :param solver: "euler", "midpoint", "rk4" or a torchdiffeq method
-    :return: the name
-    """
-    if solver not in FIXED_GRID_SOLVERS + ADAPTIVE_SOLVERS:
-        raise ValueError(f"Unknown solver {solver!r}: expected one of {FIXED_GRID_SOLVERS + ADAPTIVE_SOLVERS}")
-    return solver

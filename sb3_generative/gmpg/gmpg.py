@@ -1,7 +1,7 @@
 """GMPG: Generative Model Policy Gradient (Zhang et al., "Revisiting Generative Policies", arXiv 2412.01245).
 
-Stages (reference/generativerl.md 2.1): behaviour cloning of a base model mu by flow matching, the IQL critic,
-pi initialised from mu, mu frozen; then pathwise policy gradient steps on
+Phases (as GenerativeRL's ``grl/algorithms/gmpg.py`` runs them): behaviour cloning of a base model mu by flow
+matching, the IQL critic, pi initialised from mu, mu frozen; then pathwise policy gradient steps on
 
     L(theta) = mean_s[ -beta min_k Q_k(s, a_theta) + (log pi_theta(a_theta | s) - log mu(a_theta | s)) / (d ln 2) ]
 
@@ -9,7 +9,8 @@ with a_theta = Phi_theta(z; s) the ODE sample from z ~ N(0, I), differentiated t
 is a one-sample estimate of KL(pi || mu) in bits per action dimension. Log-densities come from the instantaneous
 change of variables with the exact divergence (Hutchinson as an option); log pi is accumulated along the sampling
 solve itself, so one step costs two augmented solves (pi forward, mu backward) instead of the reference's three
-1000-point adjoint solves, and its gradients are exact rather than the reference's approximation.
+1000-point adjoint solves, and its gradients are exact rather than the reference's approximation (it detaches the
+state inside the likelihood).
 """
 
 import math
@@ -17,17 +18,15 @@ from typing import Any, ClassVar, TypeVar
 
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 
-from sb3_generative.common.offline_algorithm import OfflineAlgorithm, _accumulate, _PhaseBar, grad_norm
-from sb3_generative.common.optim import adam
-from sb3_generative.generative.likelihood import DIVERGENCES
-from sb3_generative.generative.model import check_jitter
-from sb3_generative.generative.solvers import ADAPTIVE_SOLVERS
-from sb3_generative.policies import GMPGPolicy
+from sb3_generative.common.checks import check_float, check_int, check_learning_rate
+from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
+from sb3_generative.common.phases import Phase
+from sb3_generative.generative.config import SolveConfig
+from sb3_generative.gmpg.policies import GenerativePolicy, GMPGPolicy, MlpPolicy
 
 SelfGMPG = TypeVar("SelfGMPG", bound="GMPG")
-GRADIENT_METHODS = ("backprop", "checkpoint", "adjoint")
 
 
 class GMPG(OfflineAlgorithm):
@@ -38,38 +37,31 @@ class GMPG(OfflineAlgorithm):
 
     :param policy: "GenerativePolicy" (alias "MlpPolicy") or a policy class
     :param env: environment or id for evaluation (never stepped); None recovers it from a Minari dataset
-    :param dataset: a local Minari id, ``MinariDataset``, D4RL-format ``.hdf5``/``.npz`` path or dict of arrays
     :param learning_rate: policy-gradient learning rate (paper: 1e-6 to 1e-4 per task)
+    :param dataset: a local Minari id, ``MinariDataset``, D4RL-format ``.hdf5``/``.npz`` path or dict of arrays
     :param batch_size: states per policy-gradient step (paper: 40960)
     :param beta: weight of ``-Q`` against the KL term
     :param bc_steps: flow-matching behaviour-cloning steps of mu before the critic
     :param bc_learning_rate: behaviour-cloning learning rate
     :param bc_batch_size: behaviour-cloning minibatch size (None: ``critic_batch_size`` or ``batch_size``)
-    :param n_gradient_steps: solver steps of the differentiated sample and of both likelihood solves (8 RK4 steps on
-        a grid of power 2 give the KL and the policy gradient of a 1000-point Euler grid, also at the samples of a
-        trained pi, and train pi to the same KL and, within noise, the same scores on hopper: benchmarks/RESULTS.md)
-    :param gradient_solver: fixed-grid solver of those solves ("euler", "midpoint", "rk4"). Euler's error is a gap
-        the optimiser exploits as a fake negative KL: with 8 Euler steps the forward-solve log pi and the
-        backward-solve log mu of the same model differ by 0.3 nats on a narrow Gaussian (benchmarks/RESULTS.md)
+    :param n_gradient_steps: solver steps of the differentiated sample and of both likelihood solves
+    :param gradient_solver: fixed-grid solver of those solves ("euler", "midpoint", "rk4"); a solver's error is a gap
+        the optimiser can exploit as a fake negative KL, so the default is RK4
     :param divergence: "exact" (d vector-Jacobian products, exact gradients) or "hutchinson"
     :param gradient_method: "backprop" through the solver, "checkpoint" (recompute each step, memory linear in
         the batch only) or "adjoint" (torchdiffeq's adjoint method)
     :param chunk_size: states per forward/backward pass; gradients of the chunks are summed before one step
         (None: the whole batch at once)
     :param grid_jitter: move the interior points of those solves' grids randomly, by up to this fraction of a step,
-        at every update (0: fixed grids; at most 1, so that points never swap). A fixed grid lets pi hide structure
-        between its evaluation times and fake a negative KL; a fresh grid each update closes that loophole
-    :param grid_power: exponent of those grids: 1 is uniform, p > 1 puts the points at fractions ``1 - (1 - u)^p``
-        of the way to the data end, where a narrow conditional distribution makes the flow contract fastest. Pi moves
-        its samples to wherever the likelihood solves err, so they must be accurate off mu's data too: on hopper a
-        uniform 4-step grid let pi fake a KL of -0.21 bits/dim (1000-point grid: +0.17), where 8 steps at power 2
-        give 0.14 (benchmarks/RESULTS.md)
+        at every update (0: fixed grids; at most 1). On a fixed grid pi can hide structure between the evaluation
+        times and fake a negative KL; a fresh grid at each update closes that loophole
+    :param grid_power: exponent of those grids (at least 1): 1 is uniform, p > 1 puts the points at fractions
+        ``1 - (1 - u)^p`` of the way to the data end, where a narrow conditional distribution makes the flow contract
+        fastest and the likelihood solves err most
     :param kl_batch_size: states of each update whose KL term is estimated (the first ones; the Q term uses all of
-        them); None estimates it on every state, the paper's estimator. Per state, the KL's two augmented solves cost
-        about 8 times the differentiable sample that the Q term needs (d = 6), so at the default batch of 4096 the
-        default of 256 makes an update about 7 times cheaper (53 GMPO updates instead of about 370). The estimate
-        stays unbiased, only noisier: on hopper, with the KL on 16 of 256 states the scores wandered, on 256 states
-        (of 256, 1024 or 4096) every run reached 97 to 98 (benchmarks/RESULTS.md)
+        them); None estimates it on every state, the paper's estimator. The estimate stays unbiased, only noisier;
+        the KL's two augmented solves cost several times the differentiable sample per state, so this sets most of
+        an update's cost (measured in benchmarks/RESULTS.md)
     :param critic_steps: IQL steps (skipped with ``critic=``)
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: IQL learning rate
@@ -91,15 +83,15 @@ class GMPG(OfflineAlgorithm):
     :param _init_setup_model: build the networks at construction
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"GenerativePolicy": GMPGPolicy, "MlpPolicy": GMPGPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"GenerativePolicy": GenerativePolicy, "MlpPolicy": MlpPolicy}
     policy: GMPGPolicy
 
     def __init__(
         self,
         policy: str | type[GMPGPolicy],
         env: GymEnv | str | None,
-        dataset: Any = None,
         learning_rate: float | Schedule = 1e-4,
+        dataset: Any = None,
         batch_size: int = 4096,
         beta: float = 1.0,
         bc_steps: int = 200_000,
@@ -133,29 +125,25 @@ class GMPG(OfflineAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        _check_choice("divergence", divergence, DIVERGENCES)
-        _check_choice("gradient_method", gradient_method, GRADIENT_METHODS)
-        if gradient_solver in ADAPTIVE_SOLVERS:
-            raise ValueError(f"gradient_solver must be a fixed-grid solver (euler, midpoint, rk4), got {gradient_solver!r}")
+        check_float("beta", beta, 0.0, low_open=False)
+        check_int("bc_steps", bc_steps, minimum=0)
+        check_learning_rate("bc_learning_rate", bc_learning_rate)
+        check_int("bc_batch_size", bc_batch_size, allow_none=True)
+        check_int("chunk_size", chunk_size, allow_none=True)
+        check_int("kl_batch_size", kl_batch_size, allow_none=True)
+        check_float("grid_power", grid_power, 1.0, low_open=False)
+        check_int("n_gradient_steps", n_gradient_steps)
         self.beta, self.bc_steps, self.bc_learning_rate, self.bc_batch_size = beta, bc_steps, bc_learning_rate, bc_batch_size
         self.n_gradient_steps, self.gradient_solver = n_gradient_steps, gradient_solver
         self.divergence, self.gradient_method, self.chunk_size = divergence, gradient_method, chunk_size
-        if not isinstance(n_gradient_steps, int) or n_gradient_steps < 1:
-            raise ValueError(f"n_gradient_steps must be a positive number of solver steps, got {n_gradient_steps!r}")
-        if grid_power < 1.0:
-            raise ValueError(f"grid_power must be at least 1 (1: uniform grid), got {grid_power}")
-        self.grid_jitter, self.grid_power = check_jitter(grid_jitter), grid_power
-        if kl_batch_size is not None and (
-            isinstance(kl_batch_size, bool) or not isinstance(kl_batch_size, int) or kl_batch_size < 1
-        ):
-            raise ValueError(f"kl_batch_size must be a positive number of states or None (all), got {kl_batch_size!r}")
-        self.kl_batch_size = kl_batch_size
+        self.grid_jitter, self.grid_power, self.kl_batch_size = grid_jitter, grid_power, kl_batch_size
         self.bc_steps_done = 0
+        self._make_solve_config()  # every solve setting fails here, before any data is read
         super().__init__(
             policy,
             env,
-            dataset=dataset,
             learning_rate=learning_rate,
+            dataset=dataset,
             batch_size=batch_size,
             critic_steps=critic_steps,
             critic_batch_size=critic_batch_size,
@@ -175,55 +163,54 @@ class GMPG(OfflineAlgorithm):
             verbose=verbose,
             seed=seed,
             device=device,
-            _init_setup_model=_init_setup_model,
         )
+        if _init_setup_model:
+            self._setup_model()
 
-    # ------------------------------------------------------------------------------------------------ stages
-    def _pretrain(self, progress_bar: bool, log_interval: int) -> None:
+    # ------------------------------------------------------------------------------------------------ set-up
+    @property
+    def solve_config(self) -> SolveConfig:
+        """The solves of an update, from the flat settings (which RL Zoo and Optuna set by name)."""
+        return self._make_solve_config()
+
+    def _make_solve_config(self) -> SolveConfig:
+        """One value for the solves of an update (steps, solver, grid, gradient method, divergence), validated."""
+        config = SolveConfig(
+            self.n_gradient_steps, self.gradient_solver, self.grid_power, self.grid_jitter, self.gradient_method, self.divergence
+        )
+        return config.require_fixed_grid("gradient_solver")
+
+    # ------------------------------------------------------------------------------------------------ phases
+    def _policy_arguments(self) -> dict[str, Any]:
+        return {**super()._policy_arguments(), "bc_learning_rate": self.bc_learning_rate}
+
+    def _optimizers(self) -> list[th.optim.Optimizer]:
+        return [*super()._optimizers(), self.policy.bc_optimizer]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, tensors = super()._get_torch_save_params()
+        return [*state_dicts, "policy.bc_optimizer"], tensors
+
+    def _counters(self) -> tuple[str, ...]:
+        return (*super()._counters(), "bc_steps_done")
+
+    def _pretrain_phases(self) -> list[Phase]:
         """Behaviour cloning of mu (then copied into pi and frozen), then the IQL critic."""
-        self._behaviour_cloning(progress_bar, log_interval)
-        self._train_critic(progress_bar, log_interval)
-
-    def _behaviour_cloning(self, progress_bar: bool, log_interval: int) -> None:
-        """Flow-matching BC of the actor for ``bc_steps``; then mu <- pi (reference 2.1, stage 3)."""
-        remaining = self.bc_steps - self.bc_steps_done
-        if remaining <= 0:
-            return
-        buffer = self._require_dataset()
         batch_size = self.bc_batch_size or self.critic_batch_size or self.batch_size
-        optimizer = adam(self.actor.parameters(), self.bc_learning_rate)
-        self.policy.set_training_mode(True)
-        stats: dict[str, th.Tensor] = {}
-        with _PhaseBar(progress_bar, remaining, "behaviour cloning") as bar:
-            for _ in range(remaining):
-                batch = buffer.sample(batch_size)
-                loss = self.actor.per_sample_loss(batch.actions, self.policy.normalize_obs(batch.observations)).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                _accumulate(stats, {"loss": loss.detach()})
-                self.bc_steps_done += 1
-                self._guard.watch(self.bc_steps_done, {"bc_loss": loss})
-                bar.update(1)
-                if self.bc_steps_done % log_interval == 0 or self.bc_steps_done == self.bc_steps:
-                    self._guard.check("behaviour-cloning", f"behaviour-cloning step {self.bc_steps_done}")
-                    self._dump_phase_logs("bc", stats, self.bc_steps_done)
-                    stats = {}
-        self.policy.reference.load_state_dict(self.actor.state_dict())
+        bc = Phase("bc", "behaviour cloning", self.bc_steps, "bc_steps_done", batch_size, self._bc_step, ("loss",))
+        return [bc, *super()._pretrain_phases()]
+
+    def _bc_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
+        """One flow-matching behaviour-cloning step of the actor; after the last one, mu <- pi."""
+        loss = self.actor.per_sample_loss(batch.actions, self.policy.normalize_obs(batch.observations)).mean()
+        self.policy.bc_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.policy.bc_optimizer.step()
+        if self.bc_steps_done + 1 == self.bc_steps:  # the last step: pi starts from mu, which stays frozen
+            self.policy.reference.load_state_dict(self.actor.state_dict())
+        return {"loss": loss.detach()}
 
     # ------------------------------------------------------------------------------------------------ loss
-    def _solve_kwargs(self) -> dict[str, Any]:
-        return dict(
-            n_steps=self.n_gradient_steps,
-            solver=self.gradient_solver,
-            divergence=self.divergence,
-            with_grad=True,
-            use_checkpoint=self.gradient_method == "checkpoint",
-            adjoint=self.gradient_method == "adjoint",
-            grid_jitter=self.grid_jitter,
-            grid_power=self.grid_power,
-        )
-
     def policy_loss(
         self, obs: th.Tensor, noise: th.Tensor | None = None, kl_states: int | None = None
     ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
@@ -239,15 +226,13 @@ class GMPG(OfflineAlgorithm):
         :return: (loss, statistics)
         """
         k = self._kl_states(obs.shape[0]) if kl_states is None else min(max(1, kl_states), obs.shape[0])
-        kwargs = self._solve_kwargs()
+        config = self.solve_config
         if noise is None:
             noise = th.randn(obs.shape[0], self.actor.action_dim, device=obs.device, dtype=obs.dtype)
-        actions, log_pi = self.actor.sample_with_log_prob(obs[:k], noise[:k], **kwargs)
-        log_mu = self.policy.reference.log_prob(actions, obs[:k], **kwargs)
+        actions, log_pi = self.actor.sample_with_log_prob(obs[:k], noise[:k], config, with_grad=True)
+        log_mu = self.policy.reference.log_prob(actions, obs[:k], config, with_grad=True)
         if k < obs.shape[0]:  # the other states only need a differentiable action for the Q term
-            sample_kwargs = {key: value for key, value in kwargs.items() if key != "divergence"}
-            rest = self.actor.sample(obs[k:], noise[k:], **sample_kwargs)
-            actions = th.cat([actions, rest])
+            actions = th.cat([actions, self.actor.sample(obs[k:], noise[k:], config, with_grad=True)])
         q_value = self.critic.q_value(obs, actions).squeeze(-1)
         bits = self.actor.action_dim * math.log(2.0)
         kl = (log_pi - log_mu) / bits  # one-sample KL(pi || mu) in bits per dimension
@@ -297,14 +282,10 @@ class GMPG(OfflineAlgorithm):
         self: SelfGMPG,
         total_timesteps: int,
         callback: MaybeCallback = None,
-        log_interval: int = 100,
+        log_interval: int | None = 100,
         tb_log_name: str = "GMPG",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfGMPG:
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

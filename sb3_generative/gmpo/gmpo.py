@@ -7,8 +7,8 @@ then frozen, each policy step minimises
 
 over dataset pairs, where l_theta is the per-sample matching loss of the generative model (noise prediction for
 VP-SDE, velocity matching for GVP and I-CFM) and the weights carry no gradient. The weights are not normalised, so
-beta and the clamp also scale the effective learning rate (reference/generativerl.md 1.1). There is no behaviour
-cloning: the actor starts from its random initialisation.
+beta and the clamp also scale the effective learning rate (as in GenerativeRL's ``grl/algorithms/gmpo.py``). There is
+no behaviour cloning: the actor starts from its random initialisation.
 """
 
 from typing import Any, ClassVar, TypeVar
@@ -17,6 +17,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
+from sb3_generative.common.checks import check_float
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
 from sb3_generative.gmpo.policies import GenerativePolicy, MlpPolicy
 
@@ -31,11 +32,11 @@ class GMPO(OfflineAlgorithm):
 
     :param policy: "GenerativePolicy" (alias "MlpPolicy") or a policy class
     :param env: environment or id for evaluation (never stepped); None recovers it from a Minari dataset
-    :param dataset: a local Minari id, ``MinariDataset``, D4RL-format ``.hdf5``/``.npz`` path or dict of arrays
     :param learning_rate: actor learning rate (paper: 1e-4)
+    :param dataset: a local Minari id, ``MinariDataset``, D4RL-format ``.hdf5``/``.npz`` path or dict of arrays
     :param batch_size: policy minibatch size (paper: 4096)
-    :param beta: inverse temperature of the advantage weights ``exp(beta A)``
-    :param weight_clamp: upper clamp of the weights
+    :param beta: inverse temperature of the advantage weights ``exp(beta A)`` (finite, >= 0)
+    :param weight_clamp: upper clamp of the weights (> 0)
     :param critic_steps: IQL steps before the policy phase
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: IQL learning rate
@@ -67,8 +68,8 @@ class GMPO(OfflineAlgorithm):
         self,
         policy: str | type[GenerativePolicy],
         env: GymEnv | str | None,
-        dataset: Any = None,
         learning_rate: float | Schedule = 1e-4,
+        dataset: Any = None,
         batch_size: int = 4096,
         beta: float = 1.0,
         weight_clamp: float = 100.0,
@@ -92,12 +93,14 @@ class GMPO(OfflineAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        check_float("beta", beta, 0.0, low_open=False)
+        check_float("weight_clamp", weight_clamp, 0.0)
         self.beta, self.weight_clamp = beta, weight_clamp
         super().__init__(
             policy,
             env,
-            dataset=dataset,
             learning_rate=learning_rate,
+            dataset=dataset,
             batch_size=batch_size,
             critic_steps=critic_steps,
             critic_batch_size=critic_batch_size,
@@ -117,8 +120,9 @@ class GMPO(OfflineAlgorithm):
             verbose=verbose,
             seed=seed,
             device=device,
-            _init_setup_model=_init_setup_model,
         )
+        if _init_setup_model:
+            self._setup_model()
 
     def policy_loss(self, obs: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """GMPO's loss on a batch and its detached statistics.
@@ -165,7 +169,7 @@ class GMPO(OfflineAlgorithm):
         self: SelfGMPO,
         total_timesteps: int,
         callback: MaybeCallback = None,
-        log_interval: int = 100,
+        log_interval: int | None = 100,
         tb_log_name: str = "GMPO",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,

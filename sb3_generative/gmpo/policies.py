@@ -1,6 +1,6 @@
-"""GMPO policies: the generative actor policy under SB3's usual alias names."""
+"""GMPO's policy: the shared generative actor policy, under SB3's usual alias names."""
 
-from sb3_generative.policies import GenerativeActorPolicy
+from sb3_generative.common.policies import GenerativeActorPolicy
 
 GenerativePolicy = GenerativeActorPolicy
 MlpPolicy = GenerativeActorPolicy

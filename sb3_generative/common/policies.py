@@ -1,16 +1,19 @@
-"""SB3 policies holding a generative actor (diffusion / flow) and the IQL critic."""
+"""The SB3 policy shared by GMPO and GMPG: a generative actor (diffusion / flow), the IQL critic, their optimizers."""
 
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
-from sb3_generative.common.datasets import check_supported_spaces
 from sb3_generative.common.optim import optimizer_kwargs
 from sb3_generative.critics.iql import IQLCritic
 from sb3_generative.generative.model import GenerativeModel
+
+DEFAULT_NET_ARCH = [512, 256, 128]
+DEFAULT_CRITIC_NET_ARCH = [256, 256]
 
 
 class GenerativeActorPolicy(BasePolicy):
@@ -22,12 +25,16 @@ class GenerativeActorPolicy(BasePolicy):
     Observation statistics (used when the algorithm normalises observations) are registered buffers, so a loaded
     policy predicts without its dataset.
 
+    Box action spaces of any shape are flattened inside the policy (the networks see ``prod(shape)`` numbers);
+    SB3's ``predict`` restores the shape.
+
     :param observation_space: flat Box observation space
-    :param action_space: Box action space
+    :param action_space: Box action space (any shape)
     :param lr_schedule: learning-rate schedule of the actor
     :param generative_model: "gvp", "vpsde" or "icfm"
     :param parameterization: VP-SDE only: "noise" or "velocity" (None: the model's default)
-    :param net_arch: widths of the actor's U-shaped residual network (paper: [512, 256, 128])
+    :param net_arch: widths of the actor's U-shaped residual network (paper: [512, 256, 128]; at least one width),
+        or SAC's ``dict(pi=[...], qf=[...])`` to set the actor's and the critic's widths together
     :param time_embed_dim: Gaussian-Fourier time features
     :param cond_embed_dim: state embedding size
     :param emb_dim: merged time-and-condition embedding size
@@ -35,9 +42,10 @@ class GenerativeActorPolicy(BasePolicy):
     :param solver: "euler", "midpoint", "rk4" or a torchdiffeq adaptive method
     :param critic_net_arch: hidden widths of the Q and V networks
     :param n_critics: size of the Q ensemble
-    :param optimizer_class: actor optimizer
-    :param optimizer_kwargs: extra actor optimizer arguments (Adam and AdamW run fused unless ``fused`` or
-        ``foreach`` is given here)
+    :param critic_learning_rate: learning rate of the critic's optimizer (Q and V together, as in d3rlpy)
+    :param optimizer_class: optimizer of the actor and of the critic
+    :param optimizer_kwargs: extra optimizer arguments (Adam and AdamW run fused unless ``fused`` or ``foreach`` is
+        given here)
     """
 
     obs_mean: th.Tensor
@@ -50,7 +58,7 @@ class GenerativeActorPolicy(BasePolicy):
         lr_schedule: Schedule,
         generative_model: str = "gvp",
         parameterization: str | None = None,
-        net_arch: list[int] | None = None,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
         time_embed_dim: int = 32,
         cond_embed_dim: int = 32,
         emb_dim: int = 128,
@@ -58,10 +66,10 @@ class GenerativeActorPolicy(BasePolicy):
         solver: str = "euler",
         critic_net_arch: list[int] | None = None,
         n_critics: int = 2,
+        critic_learning_rate: float = 3e-4,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        check_supported_spaces(observation_space, action_space)
         super().__init__(
             observation_space,
             action_space,
@@ -71,13 +79,12 @@ class GenerativeActorPolicy(BasePolicy):
         )
         self.generative_model = generative_model
         self.parameterization = parameterization
-        self.net_arch = list(net_arch) if net_arch is not None else [512, 256, 128]
+        self.net_arch, self.critic_net_arch = split_net_arch(net_arch, critic_net_arch)
         self.time_embed_dim, self.cond_embed_dim, self.emb_dim = time_embed_dim, cond_embed_dim, emb_dim
         self.n_sampling_steps, self.solver = n_sampling_steps, solver
-        self.critic_net_arch = list(critic_net_arch) if critic_net_arch is not None else [256, 256]
-        self.n_critics = n_critics
-        self.obs_dim = int(observation_space.shape[0])  # type: ignore[index]
-        self.action_dim = int(action_space.shape[0])  # type: ignore[index]
+        self.n_critics, self.critic_learning_rate = n_critics, critic_learning_rate
+        self.obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
+        self.action_dim = int(np.prod(action_space.shape))  # type: ignore[arg-type]
         self.register_buffer("obs_mean", th.zeros(self.obs_dim))
         self.register_buffer("obs_std", th.ones(self.obs_dim))
         self._build(lr_schedule)
@@ -100,8 +107,18 @@ class GenerativeActorPolicy(BasePolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         self.actor = self.make_generative_model()
         self.critic = IQLCritic(self.obs_dim, self.action_dim, self.critic_net_arch, self.n_critics)
-        kwargs = optimizer_kwargs(self.optimizer_class, self.optimizer_kwargs)  # fused Adam unless told otherwise
-        self.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **kwargs)  # type: ignore[call-arg]
+        self.optimizer = self.make_optimizer(self.actor.parameters(), lr_schedule(1))
+        # one optimizer for Q and V on q_loss + v_loss, as d3rlpy's IQL (SAC also hangs it on its critic)
+        self.critic.optimizer = self.make_optimizer(self.critic.trainable_parameters(), self.critic_learning_rate)
+
+    def make_optimizer(self, params: Any, learning_rate: float) -> th.optim.Optimizer:
+        """An optimizer of ``optimizer_class`` with ``optimizer_kwargs`` (Adam and AdamW fused unless told otherwise).
+
+        :param params: parameters to optimise
+        :param learning_rate: initial learning rate
+        """
+        kwargs = optimizer_kwargs(self.optimizer_class, self.optimizer_kwargs)
+        return self.optimizer_class(params, lr=learning_rate, **kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -119,6 +136,7 @@ class GenerativeActorPolicy(BasePolicy):
                 solver=self.solver,
                 critic_net_arch=self.critic_net_arch,
                 n_critics=self.n_critics,
+                critic_learning_rate=self.critic_learning_rate,
                 optimizer_class=self.optimizer_class,
                 optimizer_kwargs=self.optimizer_kwargs,
             )
@@ -151,20 +169,35 @@ class GenerativeActorPolicy(BasePolicy):
         return actions.clamp(-1.0, 1.0)
 
 
-class GMPGPolicy(GenerativeActorPolicy):
-    """:class:`GenerativeActorPolicy` plus GMPG's frozen behaviour model ``mu`` (the KL reference).
+def split_net_arch(
+    net_arch: list[int] | dict[str, list[int]] | None, critic_net_arch: list[int] | None
+) -> tuple[list[int], list[int]]:
+    """The actor's and the critic's hidden widths from ``net_arch`` (a list, or SAC's ``dict(pi=..., qf=...)``).
 
-    The VP-SDE actor defaults to the velocity parameterisation here, as GMPG's behaviour cloning uses flow
-    matching for all three models (reference 2.1).
+    :param net_arch: the actor's widths, or a dict with keys ``pi`` and/or ``qf``
+    :param critic_net_arch: the critic's widths (None: the default, or ``net_arch["qf"]``)
+    :return: (actor widths, critic widths)
     """
+    if isinstance(net_arch, dict):
+        unknown = set(net_arch) - {"pi", "qf"}
+        if unknown:
+            raise ValueError(f"net_arch as a dict takes the keys 'pi' and 'qf' (as in SAC), got {sorted(unknown)}")
+        if "qf" in net_arch and critic_net_arch is not None:
+            raise ValueError("Give the critic's widths either as net_arch['qf'] or as critic_net_arch, not both")
+        critic_net_arch = net_arch.get("qf", critic_net_arch)
+        net_arch = net_arch.get("pi")
+    actor = _widths("net_arch", net_arch, DEFAULT_NET_ARCH)
+    return actor, _widths("critic_net_arch", critic_net_arch, DEFAULT_CRITIC_NET_ARCH)
 
-    def _build(self, lr_schedule: Schedule) -> None:
-        if self.generative_model.lower().replace("-", "").replace("_", "") == "vpsde" and self.parameterization is None:
-            self.parameterization = "velocity"
-        super()._build(lr_schedule)
-        self.reference = self.make_generative_model()
-        self.reference.requires_grad_(False)
 
-
-MlpPolicy = GenerativeActorPolicy
-GenerativePolicy = GenerativeActorPolicy
+def _widths(name: str, widths: Any, default: list[int]) -> list[int]:
+    if widths is None:
+        return list(default)
+    if not isinstance(widths, (list, tuple)) or not all(isinstance(w, int) and not isinstance(w, bool) for w in widths):
+        raise ValueError(f"{name} must be a list of integer layer widths, got {widths!r}")
+    if len(widths) == 0 or min(widths) < 1:
+        raise ValueError(
+            f"{name} needs at least one positive width (the generative network is a U of residual blocks, the critic "
+            f"an MLP; both need a hidden layer), got {list(widths)!r}"
+        )
+    return list(widths)
