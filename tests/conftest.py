@@ -9,13 +9,10 @@ import pytest
 import torch as th
 
 from sb3_generative.demo import make_minari_dataset, pendulum_episodes
+from tests.helpers import TINY, TINY_POLICY
 
 PENDULUM_ID = "sb3gen-test/pendulum/noisy-v0"
 __all__ = ["TINY", "TINY_POLICY", "make_minari_dataset", "pendulum_episodes"]
-
-# small networks and budgets, so the whole suite stays fast on 2 cores
-TINY_POLICY = dict(net_arch=[16, 16], time_embed_dim=8, cond_embed_dim=8, emb_dim=16, critic_net_arch=[16, 16])
-TINY = dict(batch_size=32, critic_steps=20, critic_batch_size=32, policy_kwargs=TINY_POLICY)
 
 
 @pytest.fixture(scope="session")

@@ -170,14 +170,14 @@ def test_inconsistent_lengths_and_missing_keys(d4rl_arrays) -> None:  # type: ig
 
 
 def test_discrete_actions_are_unsupported(d4rl_arrays) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(DatasetError, match="as action spaces but Discrete.*Box action spaces of any shape"):
+    with pytest.raises(DatasetError, match=r"as action spaces but Discrete.*Box action spaces of any shape"):
         GMPO("GenerativePolicy", "CartPole-v1")
 
 
 def test_image_observations_are_unsupported() -> None:
     env = gym.make("Pendulum-v1")
     env.observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
-    with pytest.raises(DatasetError, match="Unsupported observation space.*flat Box observation spaces"):
+    with pytest.raises(DatasetError, match=r"Unsupported observation space.*flat Box observation spaces"):
         GMPO("GenerativePolicy", env)
 
 

@@ -117,7 +117,9 @@ def test_log_prob_of_gaussian_flow_matches_closed_form(divergence: str) -> None:
     a = th.tensor([[0.1, -0.2], [0.6, -0.9], [0.3, -0.5]], dtype=th.float64)
     # Hutchinson: one probe per trajectory, unbiased; averaged over 500 probes per action
     repeats = 1 if divergence == "exact" else 500
-    log_p = model.log_prob(a.repeat(repeats, 1), th.zeros(3 * repeats, 1, dtype=th.float64), SolveConfig(divergence=divergence))
+    log_p = model.log_prob(
+        a.repeat(repeats, 1), th.zeros(3 * repeats, 1, dtype=th.float64), SolveConfig(divergence=divergence)
+    )
     log_p = log_p.view(repeats, 3).mean(0)
     tol = 1e-5 if divergence == "exact" else 0.1
     assert th.allclose(log_p, gaussian_log_prob(a, mu, s), atol=tol)

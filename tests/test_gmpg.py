@@ -1,18 +1,17 @@
 """GMPG: stages, SB3 behaviours, gradient methods, and the policy gradient against the KL term on a toy."""
 
 import copy
-import json
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.logger import configure
 
 from sb3_generative import GMPG
-from tests.conftest import TINY, TINY_POLICY
+from tests.helpers import TINY, TINY_POLICY
 
 GMPG_TINY = dict(TINY, bc_steps=20, n_gradient_steps=3)
 
@@ -47,26 +46,6 @@ def test_save_load_keeps_mu_and_predictions(pendulum_id: str, tmp_path) -> None:
     assert loaded.bc_steps_done == 20  # stages are not run again
 
 
-def test_same_seed_same_training(pendulum_id: str) -> None:
-    a = make_model(pendulum_id, seed=5).learn(3).policy.state_dict()
-    b = make_model(pendulum_id, seed=5).learn(3).policy.state_dict()
-    for key in a:
-        assert th.equal(a[key], b[key]), key
-
-
-def test_logger_keys_and_callbacks(pendulum_id: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    model = make_model(pendulum_id)
-    model.set_logger(configure(str(tmp_path / "log"), ["json"]))
-    model.learn(4, log_interval=2, callback=CheckpointCallback(2, str(tmp_path / "ckpt")), progress_bar=True)
-    lines = [json.loads(line) for line in (tmp_path / "log" / "progress.json").read_text().splitlines()]
-    policy_rows = [row for row in lines if "train/kl" in row]
-    assert len(policy_rows) == 2
-    for key in ("train/q", "train/kl", "train/log_pi", "train/log_mu", "train/policy_loss"):
-        assert np.isfinite(policy_rows[-1][key]), key
-    assert any("bc/loss" in row for row in lines) and any("critic/q_loss" in row for row in lines)
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["rl_model_2_steps.zip", "rl_model_4_steps.zip"]
-
-
 def test_critic_shared_with_gmpo(pendulum_id: str) -> None:
     from sb3_generative import GMPO
 
@@ -92,10 +71,35 @@ def test_gradient_methods_agree(pendulum_id: str) -> None:
     assert th.nn.functional.cosine_similarity(grads["backprop"], grads["adjoint"], dim=0) > 0.95
 
 
-def test_chunked_batch_and_hutchinson_run(pendulum_id: str) -> None:
-    model = make_model(pendulum_id, chunk_size=8, divergence="hutchinson")
-    model.learn(2)
-    assert model._n_updates == 2
+def test_chunks_add_up_to_the_whole_batch_gradient(pendulum_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model(pendulum_id, chunk_size=8, grid_jitter=0.0, kl_batch_size=None)
+    model.pretrain()
+    obs, noise = th.randn(32, 3), th.randn(32, 1)
+    model.critic.requires_grad_(False)
+    model.policy.optimizer.zero_grad()
+    model.policy_loss(obs, noise)[0].backward()
+    expected = [p.grad.clone() for p in model.actor.parameters()]
+    offsets, policy_loss = iter(range(0, 32, 8)), model.policy_loss
+
+    def same_noise(part: th.Tensor, noise_: th.Tensor | None = None, kl_states: int | None = None) -> Any:
+        start = next(offsets)
+        return policy_loss(part, noise[start : start + part.shape[0]], kl_states)
+
+    monkeypatch.setattr(model, "policy_loss", same_noise)
+    monkeypatch.setattr(model.replay_buffer, "sample", lambda n: SimpleNamespace(observations=obs))
+    model.train(1, 32)
+    for param, grad in zip(model.actor.parameters(), expected):
+        assert th.allclose(param.grad, grad, atol=1e-6)
+
+
+def test_hutchinson_divergence_trains(pendulum_id: str) -> None:
+    model = make_model(pendulum_id, divergence="hutchinson", grid_jitter=0.0).pretrain()
+    before = copy.deepcopy(model.actor.state_dict())
+    model.set_logger(configure(None, ["json"]))
+    model.learn(2, log_interval=1)
+    assert not th.equal(before["net.last.weight"], model.actor.net.last.weight)
+    _, stats = model.policy_loss(th.randn(16, 3), th.randn(16, 1))
+    assert model.solve_config.divergence == "hutchinson" and th.isfinite(stats["kl"])
 
 
 @pytest.mark.parametrize(

@@ -234,7 +234,8 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise DatasetError(f"{name} lacks the array(s) {missing}; expected at least {list(REQUIRED_KEYS)}")
-    obs, act = _as_2d(arrays["observations"], "observations", name), _as_2d(arrays["actions"], "actions", name)
+    obs = _as_2d(arrays["observations"], "observations", name)
+    act = _as_2d(arrays["actions"], "actions", name, flatten=True)  # Box actions of any shape are stored flat
     rew = _as_numeric(arrays["rewards"], "rewards", name).reshape(-1)
     n = obs.shape[0]
     lengths = {"observations": n, "actions": act.shape[0], "rewards": rew.shape[0]}
@@ -274,10 +275,12 @@ def _as_numeric(value: Any, key: str, name: str) -> np.ndarray:
     return array
 
 
-def _as_2d(value: Any, key: str, name: str) -> np.ndarray:
+def _as_2d(value: Any, key: str, name: str, flatten: bool = False) -> np.ndarray:
     array = _as_numeric(value, key, name)
     if array.ndim == 1:
         array = array.reshape(-1, 1)
+    if flatten and array.ndim > 2:
+        array = array.reshape(array.shape[0], -1)
     if array.ndim != 2:
         raise DatasetError(f"{key!r} of {name} must be a (N, dim) array, got shape {array.shape} (images are unsupported)")
     return array

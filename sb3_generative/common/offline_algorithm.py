@@ -401,7 +401,9 @@ class OfflineAlgorithm(BaseAlgorithm):
             ("q_loss", "v_loss"),
         )
 
-    def pretrain(self: SelfOfflineAlgorithm, log_interval: int | None = 1000, progress_bar: bool = False) -> SelfOfflineAlgorithm:
+    def pretrain(
+        self: SelfOfflineAlgorithm, log_interval: int | None = 1000, progress_bar: bool = False
+    ) -> SelfOfflineAlgorithm:
         """Run only the phases before the policy updates (the IQL critic; for GMPG behaviour cloning first).
 
         ``learn`` runs them too, the first time; each phase runs once over the model's life, so calling this first

@@ -37,6 +37,9 @@ class IQLCritic(nn.Module):
     :param n_critics: size of the Q ensemble
     """
 
+    #: optimizer of Q and V, set by the policy that owns the critic (as SB3's policies set their critics')
+    optimizer: th.optim.Optimizer
+
     def __init__(
         self, obs_dim: int, action_dim: int, net_arch: list[int] | tuple[int, ...] = (256, 256), n_critics: int = 2
     ) -> None:

@@ -36,7 +36,9 @@ class SolveConfig:
     divergence: str = "exact"
 
     def __post_init__(self) -> None:
-        if self.n_steps is not None and (isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1):
+        if self.n_steps is not None and (
+            isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1
+        ):
             raise ValueError(f"n_steps must be a positive number of solver steps, got {self.n_steps!r}")
         if self.solver is not None:
             check_solver(self.solver)

@@ -278,4 +278,3 @@ class GenerativeModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"path={type(self.path).__name__}, solver={self.solver}, n_sampling_steps={self.n_sampling_steps}"
-

@@ -176,7 +176,12 @@ class GMPG(OfflineAlgorithm):
     def _make_solve_config(self) -> SolveConfig:
         """One value for the solves of an update (steps, solver, grid, gradient method, divergence), validated."""
         config = SolveConfig(
-            self.n_gradient_steps, self.gradient_solver, self.grid_power, self.grid_jitter, self.gradient_method, self.divergence
+            self.n_gradient_steps,
+            self.gradient_solver,
+            self.grid_power,
+            self.grid_jitter,
+            self.gradient_method,
+            self.divergence,
         )
         return config.require_fixed_grid("gradient_solver")
 
@@ -288,4 +293,3 @@ class GMPG(OfflineAlgorithm):
         progress_bar: bool = False,
     ) -> SelfGMPG:
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
-
