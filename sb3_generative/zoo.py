@@ -1,7 +1,8 @@
 """RL Zoo entry point: ``python -m sb3_generative.zoo {train,enjoy,optimize} --algo gmpo --env Hopper-v4 ...``.
 
 RL Zoo validates ``--algo`` against its ``ALGOS`` dict before importing any plug-in module, so
-``python -m rl_zoo3.train --algo gmpo`` cannot work (reference/sb3.md 3.3). This wrapper registers GMPO and GMPG in
+``python -m rl_zoo3.train --algo gmpo`` cannot work (argparse rejects the
+unknown choice before any ``--gym-packages`` module is imported). This wrapper registers GMPO and GMPG in
 ``rl_zoo3.ALGOS`` (the dict every Zoo module shares) and their Optuna samplers in ``HYPERPARAMS_SAMPLER``, then
 runs the Zoo's own ``train`` / ``enjoy``. Without ``-conf``, our packaged YAML for the algorithm is used. All Zoo
 options work; ``n_timesteps``, ``--eval-freq``, ``--save-freq`` and ``-n`` count gradient steps.

@@ -11,9 +11,8 @@ FUSABLE = (th.optim.Adam, th.optim.AdamW)
 def optimizer_kwargs(optimizer_class: type[th.optim.Optimizer], kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """``kwargs`` with ``fused=True`` added for Adam and AdamW unless the caller set ``fused`` (or ``foreach``).
 
-    The fused step updates every parameter in one kernel: on a CPU it takes a quarter to two fifths of the time of the
-    foreach-free step for these networks (benchmarks/RESULTS.md), on a GPU it saves a launch per parameter tensor. Pass
-    ``fused=False`` to turn it off.
+    The fused step updates every parameter in one kernel (on a GPU it saves a launch per parameter tensor; the CPU
+    figures are in the project's benchmark results). Pass ``fused=False`` to turn it off.
 
     :param optimizer_class: the optimizer
     :param kwargs: the caller's arguments

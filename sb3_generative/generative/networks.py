@@ -1,4 +1,5 @@
-"""Conditional velocity / noise network of GenerativeRL (``TemporalSpatialResidualNet``, reference 1.3).
+"""Conditional velocity / noise network of GenerativeRL (``TemporalSpatialResidualNet`` in its
+``grl/neural_network/``).
 
 A U-shaped residual MLP over the noisy action. Time enters through fixed Gaussian-Fourier features, the state
 through a small embedding; both are merged into one "time-and-condition" vector that is added inside every

@@ -99,8 +99,8 @@ class VPSDEPath(GaussianDiffusionPath):
 
     ``s(t) = exp(-t^2 (beta_1 - beta_0)/4 - t beta_0 / 2)``, ``sigma(t) = sqrt(1 - s(t)^2)``. The network predicts
     the noise (GMPO's score matching, "vanilla" weighting) or, with ``parameterization="velocity"``, the path
-    velocity (GMPG's flow-matching behaviour cloning). Unlike the reference, ``s'(t)`` keeps the ``-beta_0 s/2``
-    term (reference/generativerl.md 7.5, item 7).
+    velocity (GMPG's flow-matching behaviour cloning). ``s'(t) = -(t (beta_1 - beta_0) / 2 + beta_0 / 2) s(t)``
+    keeps the ``-beta_0 s / 2`` term that GenerativeRL's ``grl/numerical_methods/probability_path.py`` omits.
 
     :param parameterization: "noise" or "velocity"
     :param beta_0: beta at t = 0

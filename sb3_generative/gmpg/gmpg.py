@@ -61,7 +61,7 @@ class GMPG(OfflineAlgorithm):
     :param kl_batch_size: states of each update whose KL term is estimated (the first ones; the Q term uses all of
         them); None estimates it on every state, the paper's estimator. The estimate stays unbiased, only noisier;
         the KL's two augmented solves cost several times the differentiable sample per state, so this sets most of
-        an update's cost (measured in benchmarks/RESULTS.md)
+        an update's cost
     :param critic_steps: IQL steps (skipped with ``critic=``)
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: IQL learning rate
