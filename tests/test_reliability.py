@@ -92,9 +92,8 @@ def test_save_is_atomic(pendulum_id: str, tmp_path, monkeypatch) -> None:  # typ
     model.save(tmp_path / "model")
     good = (tmp_path / "model.zip").read_bytes()
 
-    def crash(self, path, exclude=None, include=None):  # type: ignore[no-untyped-def]
-        with open(path, "wb") as file:
-            file.write(b"PK half a zip")
+    def crash(self, file, exclude=None, include=None):  # type: ignore[no-untyped-def]
+        file.write(b"PK half a zip")
         raise OSError("disk full")
 
     monkeypatch.setattr(BaseAlgorithm, "save", crash)

@@ -52,3 +52,23 @@ def test_env_with_several_copies_is_accepted(cls, pendulum_id: str, tmp_path) ->
     callback = EvalCallback(vec_env, eval_freq=2, n_eval_episodes=2, log_path=str(tmp_path))
     model.learn(2, callback=callback)
     assert len(callback.evaluations_results[0]) == 2
+
+
+@pytest.mark.parametrize("cls", ALGOS)
+def test_data_is_loaded_and_checked_once(cls, d4rl_arrays, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import sb3_generative.common.datasets as datasets
+    import sb3_generative.common.offline_algorithm as offline
+
+    calls: dict[str, int] = {"scan": 0, "spaces": 0}
+
+    def counting(name: str, function):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(datasets, "check_finite_and_nonempty", counting("scan", datasets.check_finite_and_nonempty))
+    monkeypatch.setattr(offline, "check_supported_spaces", counting("spaces", offline.check_supported_spaces))
+    cls("GenerativePolicy", None, dataset=d4rl_arrays, **tiny(cls)).learn(1)
+    assert calls == {"scan": 1, "spaces": 1}

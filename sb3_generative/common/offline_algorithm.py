@@ -11,6 +11,7 @@ also behaviour cloning), each a :class:`~sb3_generative.common.phases.Phase` run
 """
 
 import contextlib
+import inspect
 import io
 import os
 import pathlib
@@ -44,13 +45,28 @@ from sb3_generative.common.datasets import (
     locomotion_reward_scale,
     normalized_score,
 )
-from sb3_generative.common.guard import FiniteGuard
+from sb3_generative.common.guard import FiniteGuard, NonFiniteError
+from sb3_generative.common.model_files import (
+    ModelFileError,
+    check_saved_by,
+    plain_settings,
+    policy_kwargs_from_json,
+    policy_kwargs_to_json,
+    read_model_zip,
+    space_from_json,
+    space_to_json,
+    write_description,
+)
 from sb3_generative.common.phases import Phase, PhaseProgress, accumulate, means
 from sb3_generative.common.policies import GenerativeActorPolicy
 from sb3_generative.common.precision import precision_context, resolve_precision
 from sb3_generative.critics.iql import IQLCritic
 
 SelfOfflineAlgorithm = TypeVar("SelfOfflineAlgorithm", bound="OfflineAlgorithm")
+#: constructor arguments that are not settings of a saved model (objects, the data, where it runs)
+_NOT_DESCRIBED = (
+    "self", "policy", "env", "dataset", "critic", "policy_kwargs", "device", "download", "tensorboard_log", "_init_setup_model"
+)
 
 
 class OfflineAlgorithm(BaseAlgorithm):
@@ -226,32 +242,69 @@ class OfflineAlgorithm(BaseAlgorithm):
         path: str | pathlib.Path | io.BufferedIOBase,
         exclude: Iterable[str] | None = None,
         include: Iterable[str] | None = None,
+        allow_non_finite: bool = False,
     ) -> None:
         """Save the model (never the dataset) atomically: a temporary file in the same folder, then a rename, so an
-        interrupted save never leaves a truncated zip in place of a good one. The random-number states of torch and
-        of the dataset sampler are saved too, so that ``load`` then ``learn(..., reset_num_timesteps=False)``
-        continues a CPU run bit for bit.
+        interrupted save never leaves a truncated zip in place of a good one (and the next save to the same path
+        removes the temporary file a killed one left). The random-number states of torch and of the dataset sampler
+        are saved too, so that ``load`` then ``learn(..., reset_num_timesteps=False)`` continues a CPU run bit for bit.
+        A plain-JSON description of the model is stored beside SB3's data, for ``load(..., safe=True)``.
 
         :param path: file path (".zip" is added when there is no suffix) or a file-like object
         :param exclude: attributes not to save
         :param include: attributes to save even if excluded by default
+        :param allow_non_finite: save even if parameters or optimizer states hold NaN or inf (refused otherwise)
         """
+        if not allow_non_finite and not self._guard.state_is_finite():
+            raise NonFiniteError(
+                "The model holds non-finite parameters or optimizer state (NaN or inf): not saved, so that no good file "
+                "is replaced by a broken one. Pass allow_non_finite=True to save it anyway."
+            )
         self.rng_state = th.get_rng_state()
         if self.replay_buffer is not None and self.replay_buffer.device.type == "cpu":
             self.sampler_rng_state = self.replay_buffer.generator.get_state()
         if not isinstance(path, (str, os.PathLike)):
             super().save(path, exclude, include)
+            write_description(path, self._description())
             return
+        if os.fspath(path) == "":
+            raise ValueError("save() needs a file path, got an empty one")
         final = pathlib.Path(path)
         if final.suffix == "":
             final = final.with_suffix(".zip")
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporary_files(final)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp.zip")
         try:
-            super().save(tmp, exclude, include)
+            with open(tmp, "w+b") as file:  # an OSError here names the path (SB3's own path handling would recurse)
+                super().save(file, exclude, include)
+                write_description(file, self._description())
+                file.flush()
+                os.fsync(file.fileno())
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _description(self) -> dict[str, Any]:
+        """The model as plain JSON, for ``load(..., safe=True)``: spaces, settings, policy arguments, state."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n not in _NOT_DESCRIBED]
+        return {
+            "algorithm": type(self).__name__,
+            "policy_class": type(self.policy).__name__,
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "settings": plain_settings({name: getattr(self, name) for name in names if hasattr(self, name)}),
+            "policy_kwargs": policy_kwargs_to_json(self.policy._get_constructor_parameters()),
+            "state": plain_settings(
+                {
+                    "reward_scale": self.reward_scale,
+                    "ref_min_score": getattr(self, "ref_min_score", None),
+                    "ref_max_score": getattr(self, "ref_max_score", None),
+                    "dataset_source": self.dataset_source,
+                    **{name: getattr(self, name) for name in self._counters()},
+                }
+            ),
+        }
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         """Nothing to save: an offline model's "replay buffer" is its dataset, which is never copied into files.
@@ -342,17 +395,12 @@ class OfflineAlgorithm(BaseAlgorithm):
         :param source: an :class:`IQLCritic`, an :class:`OfflineAlgorithm`, or a path to a saved model's zip
         """
         if isinstance(source, OfflineAlgorithm):
-            self._check_compatible_statistics(source)
+            self._check_compatible_statistics(source.reward_scale, source.policy.obs_mean, source.policy.obs_std)
             source = source.critic
         if isinstance(source, IQLCritic):
             state = source.state_dict()
         elif isinstance(source, (str, pathlib.Path, io.BufferedIOBase)):
-            _, params, _ = load_from_zip_file(source, device=self.device)
-            if params is None or "policy" not in params:
-                raise ValueError(f"{source!r} holds no policy parameters to take a critic from")
-            prefix = "critic."
-            policy_state: dict[str, th.Tensor] = params["policy"]  # type: ignore[assignment]
-            state = {k[len(prefix) :]: v for k, v in policy_state.items() if k.startswith(prefix)}
+            state = self._critic_from_file(source)
         else:
             raise TypeError(f"critic must be an IQLCritic, an OfflineAlgorithm or a path, got {type(source).__name__}")
         try:
@@ -361,15 +409,29 @@ class OfflineAlgorithm(BaseAlgorithm):
             raise ValueError(f"The critic does not fit this model (different sizes or ensemble): {error}") from error
         self.critic_steps_done = self.critic_steps
 
-    def _check_compatible_statistics(self, other: "OfflineAlgorithm") -> None:
-        if not np.isclose(other.reward_scale, self.reward_scale, rtol=1e-6):
+    def _critic_from_file(self, path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, th.Tensor]:
+        """The critic's tensors from a saved model, read as data (weights only, nothing unpickled), after the same
+        checks as for a model: the reward scale and the observation statistics it was trained with."""
+        data, description = read_model_zip(path)
+        check_saved_by(description["algorithm"] if description else "GMPO", data, description, path)
+        _, params, _ = load_from_zip_file(path, device=self.device, load_data=False)
+        if params is None or "policy" not in params:
+            raise ModelFileError(f"{path!r} holds no policy parameters to take a critic from")
+        policy_state: dict[str, th.Tensor] = params["policy"]  # type: ignore[assignment]
+        scale = (description or {}).get("state", {}).get("reward_scale", data.get("reward_scale"))
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+            raise ModelFileError(f"{path!r} does not say which reward scale its critic was trained with")
+        self._check_compatible_statistics(float(scale), policy_state["obs_mean"], policy_state["obs_std"])
+        return {k[len("critic.") :]: v for k, v in policy_state.items() if k.startswith("critic.")}
+
+    def _check_compatible_statistics(self, reward_scale: float, obs_mean: th.Tensor, obs_std: th.Tensor) -> None:
+        if not np.isclose(reward_scale, self.reward_scale, rtol=1e-6):
             raise ValueError(
-                f"The critic was trained with reward scale {other.reward_scale:.6g}, this model uses "
+                f"The critic was trained with reward scale {reward_scale:.6g}, this model uses "
                 f"{self.reward_scale:.6g}: Q values would be on another scale"
             )
-        if not (
-            th.allclose(other.policy.obs_mean.cpu(), self.policy.obs_mean.cpu())
-            and th.allclose(other.policy.obs_std.cpu(), self.policy.obs_std.cpu())
+        if obs_mean.shape != self.policy.obs_mean.shape or not (
+            th.allclose(obs_mean.cpu(), self.policy.obs_mean.cpu()) and th.allclose(obs_std.cpu(), self.policy.obs_std.cpu())
         ):
             raise ValueError("The critic was trained with other observation statistics (normalize_observations differs)")
 
@@ -589,12 +651,18 @@ class OfflineAlgorithm(BaseAlgorithm):
         print_system_info: bool = False,
         force_reset: bool = True,
         dataset: Any = None,
+        safe: bool = False,
         **kwargs: Any,
     ) -> SelfOfflineAlgorithm:
         """Load a model; ``dataset=`` (or :meth:`set_dataset` later) lets training continue.
 
-        Without a dataset the model predicts, and ``learn`` re-opens the dataset it was trained on when that was a
-        Minari id or a file path.
+        The zip is checked first, as data: a file that is not a zip, is truncated, lacks SB3's ``data``, holds broken
+        JSON or was saved by another algorithm raises :class:`ModelFileError` saying which. Plain ``load`` then does
+        what SB3's does, which unpickles the classes stored in the file: use it on files you trust. ``safe=True``
+        rebuilds the model from the file's plain-JSON description and weights-only tensors, so nothing from the file
+        runs; it needs a file saved by this version or later. Without a dataset the model predicts; ``learn``
+        re-opens the Minari id or file it was trained on (never in safe mode, and never downloading: ``download``
+        is not taken from the file).
 
         :param path: saved zip
         :param env: environment (spaces must match)
@@ -603,19 +671,93 @@ class OfflineAlgorithm(BaseAlgorithm):
         :param print_system_info: print the saving and loading systems
         :param force_reset: as in SB3
         :param dataset: dataset to attach for further training
+        :param safe: rebuild from the plain-JSON description and weights only (for files you did not make)
         :param kwargs: attributes to set on the loaded model
         """
-        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        data, description = read_model_zip(path)
+        check_saved_by(cls.__name__, data, description, path)
+        if safe:
+            model = cls._load_safe(path, description, env, device)
+        else:
+            model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        model.download = bool(kwargs.get("download", False))  # the file never decides to download
         model._restore_rng_on_learn = True
         if dataset is not None:
             model.set_dataset(dataset)
         return model
+
+    @classmethod
+    def _load_safe(
+        cls: type[SelfOfflineAlgorithm],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        description: dict[str, Any] | None,
+        env: GymEnv | None,
+        device: th.device | str,
+    ) -> SelfOfflineAlgorithm:
+        """Rebuild a model from its description and weights-only tensors (see :meth:`load`)."""
+        if description is None:
+            raise ModelFileError(
+                f"{path!r} has no plain-JSON description (saved before safe loading existed): load(..., safe=True) "
+                "cannot rebuild it; load it with safe=False only if you trust the file"
+            )
+        try:
+            settings, state = dict(description["settings"]), dict(description["state"])
+            observation_space = space_from_json(description["observation_space"], "observation")
+            action_space = space_from_json(description["action_space"], "action")
+            policy_kwargs = policy_kwargs_from_json(description["policy_kwargs"])
+            policy_class = cls.policy_aliases["GenerativePolicy"]
+            if description["policy_class"] != policy_class.__name__:
+                raise ModelFileError(f"safe loading rebuilds {policy_class.__name__}, the file holds {description['policy_class']}")
+            model = cls(policy_class, None, device=device, _init_setup_model=False, **settings)  # type: ignore[call-arg]
+        except (KeyError, TypeError) as error:
+            raise ModelFileError(f"{path!r} holds an incomplete or malformed description: {error!r}") from error
+        model.observation_space, model.action_space = observation_space, action_space
+        check_supported_spaces(observation_space, action_space)
+        model.policy_kwargs = {k: v for k, v in policy_kwargs.items() if k not in model._policy_arguments()}
+        model._setup_model()
+        _, params, tensors = load_from_zip_file(path, device=model.device, load_data=False)
+        model.set_parameters(params, exact_match=True, device=model.device)  # type: ignore[arg-type]
+        for name, value in (tensors or {}).items():
+            setattr(model, name, value)
+        model._restore_described_state(state)
+        if env is not None:
+            model.set_env(env)
+        return model
+
+    def _restore_described_state(self, state: dict[str, Any]) -> None:
+        for name in self._counters():
+            setattr(self, name, int(state.get(name, 0)))
+        self.reward_scale = float(state["reward_scale"])
+        self.ref_min_score, self.ref_max_score = state.get("ref_min_score"), state.get("ref_max_score")
+        self.statistics_fitted = True
+        self.dataset_source = None  # a file you did not make never decides what is read
 
 
 def grad_norm(module: th.nn.Module) -> th.Tensor:
     """Total L2 norm of a module's gradients (a device tensor, no host synchronisation)."""
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     return th.nn.utils.get_total_norm(grads) if grads else th.zeros(())
+
+
+def remove_stale_temporary_files(final: pathlib.Path) -> None:
+    """Remove the temporary files that saves to ``final`` killed mid-way left (those of processes no longer alive).
+
+    :param final: the path a save writes
+    """
+    for stale in final.parent.glob(f".{final.name}.*.tmp.zip"):
+        pid = stale.name[len(final.name) + 2 : -len(".tmp.zip")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _recover_env(data: OfflineData) -> gym.Env | None:
