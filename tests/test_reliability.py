@@ -225,3 +225,69 @@ def test_file_loaders_load_or_raise_dataset_error(arrays, cut: int, flip: int, t
         except zipfile.BadZipFile as error:  # pragma: no cover - would be a failure of ours
             raise AssertionError("BadZipFile escaped") from error
         _check_result(data)
+
+
+# ---------------------------------------------------------------------------------------------------- the guard keeps what it checked
+def test_parameters_are_checked_before_they_become_the_snapshot(pendulum_id: str) -> None:
+    """Weights broken right at a check, with every loss so far finite: the check refuses them as a snapshot."""
+    model = make_model(pendulum_id)
+    saved = {}
+
+    def remember(m: GMPO) -> None:
+        saved.update({k: v.clone() for k, v in m.policy.state_dict().items()})
+
+    def poison(m: GMPO) -> None:  # after step 10's update, before its check
+        with th.no_grad():
+            m.actor.net.last.weight.fill_(float("inf"))
+
+    with pytest.raises(NonFiniteError, match="Non-finite parameters.*policy step 10.*state of policy step 5"):
+        model.learn(20, log_interval=5, callback=[AtStep(5, remember), AtStep(10, poison)])
+    assert model.num_timesteps == 5
+    for key, value in model.policy.state_dict().items():
+        assert th.equal(value, saved[key]), key
+
+
+@pytest.mark.parametrize("phase", ["critic", "bc"])
+def test_a_restore_rolls_back_counters_so_a_retry_repeats_the_steps(phase: str, pendulum_id: str) -> None:
+    kwargs = {"critic_learning_rate": 1e30} if phase == "critic" else {"bc_learning_rate": 1e30}
+    model = GMPG("GenerativePolicy", "Pendulum-v1", dataset=pendulum_id, **{**TINY, "bc_steps": 20, "seed": 0, **kwargs})
+    with pytest.raises(NonFiniteError, match="restored"):
+        model.learn(1, log_interval=5)
+    assert all(th.isfinite(t).all() for t in model.policy.state_dict().values())
+    assert (model.bc_steps_done, model.critic_steps_done) == ((20, 0) if phase == "critic" else (0, 0))
+    assert model.num_timesteps == 0
+
+
+def test_an_interrupt_checks_the_steps_not_yet_checked(pendulum_id: str) -> None:
+    model = make_model(pendulum_id)
+
+    def poison_then_interrupt(m: GMPO) -> None:
+        with th.no_grad():
+            m.actor.net.last.weight.fill_(float("nan"))
+        raise KeyboardInterrupt
+
+    with pytest.raises(NonFiniteError, match="interrupted policy"):
+        model.learn(50, log_interval=20, callback=AtStep(3, poison_then_interrupt))
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_behaviour_cloning_interrupted_resumes_bit_for_bit(pendulum_id: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kwargs = {**TINY, "seed": 3, "bc_steps": 12, "critic_steps": 4}
+    straight = GMPG("GenerativePolicy", "Pendulum-v1", dataset=pendulum_id, **kwargs).pretrain()
+    first = GMPG("GenerativePolicy", "Pendulum-v1", dataset=pendulum_id, **kwargs)
+
+    def interrupting(phase, stats, step):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # Ctrl-C between two steps, at the first log table (behaviour-cloning step 5)
+
+    first._dump_phase_logs = interrupting  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        first.pretrain(log_interval=5)
+    assert first.bc_steps_done == 5
+    del first._dump_phase_logs  # the patch itself must not be saved with the model
+    first.save(tmp_path / "during_bc")
+    th.manual_seed(999)
+    resumed = GMPG.load(tmp_path / "during_bc").pretrain()
+    for name, state in straight.get_parameters().items():
+        flat_a, flat_b = _flatten(state), _flatten(resumed.get_parameters()[name])
+        for key in flat_a:
+            assert th.equal(flat_a[key], flat_b[key]), f"{name}: {key}"
