@@ -125,7 +125,7 @@ def test_a_zip_of_another_algorithm_is_named(pendulum_id: str, tmp_path) -> None
     with pytest.raises(ModelFileError, match=r"another algorithm.*stable_baselines3\.sac"):
         GMPO.load(tmp_path / "sac")
     make_model(GMPG, pendulum_id).save(tmp_path / "gmpg")
-    with pytest.raises(ModelFileError, match="saved by GMPG, not GMPO: load it with GMPG.load"):
+    with pytest.raises(ModelFileError, match=r"saved by GMPG, not GMPO: load it with GMPG\.load"):
         GMPO.load(tmp_path / "gmpg")
 
 

@@ -227,7 +227,7 @@ def test_file_loaders_load_or_raise_dataset_error(arrays, cut: int, flip: int, t
         _check_result(data)
 
 
-# ---------------------------------------------------------------------------------------------------- the guard keeps what it checked
+# -------------------------------------------------------------------------------------------- the guard keeps what it checks
 def test_parameters_are_checked_before_they_become_the_snapshot(pendulum_id: str) -> None:
     """Weights broken right at a check, with every loss so far finite: the check refuses them as a snapshot."""
     model = make_model(pendulum_id)
@@ -240,7 +240,7 @@ def test_parameters_are_checked_before_they_become_the_snapshot(pendulum_id: str
         with th.no_grad():
             m.actor.net.last.weight.fill_(float("inf"))
 
-    with pytest.raises(NonFiniteError, match="Non-finite parameters.*policy step 10.*state of policy step 5"):
+    with pytest.raises(NonFiniteError, match=r"Non-finite parameters.*policy step 10.*state of policy step 5"):
         model.learn(20, log_interval=5, callback=[AtStep(5, remember), AtStep(10, poison)])
     assert model.num_timesteps == 5
     for key, value in model.policy.state_dict().items():

@@ -93,8 +93,10 @@ def load_offline_data(dataset: Any, download: bool = False) -> OfflineData:
     :return: the flattened data
     """
     if isinstance(dataset, OfflineData):
-        data = dataset
-    elif isinstance(dataset, dict):
+        check_lengths(dataset)
+        check_finite_and_nonempty(dataset)
+        return dataset
+    if isinstance(dataset, dict):
         data = from_arrays(dataset)
     elif isinstance(dataset, (str, os.PathLike)):
         data = _load_path_or_id(os.fspath(dataset), download)
@@ -105,8 +107,7 @@ def load_offline_data(dataset: Any, download: bool = False) -> OfflineData:
             f"Unsupported dataset of type {type(dataset).__name__}: expected a Minari dataset id, a MinariDataset, "
             "a path to a D4RL-format .hdf5/.npz file, or a dict of arrays"
         )
-    check_finite_and_nonempty(data)
-    return data
+    return data  # checked for emptiness and non-finite values as it was made
 
 
 def _load_path_or_id(name: str, download: bool) -> OfflineData:
@@ -131,12 +132,26 @@ def load_minari(dataset_id: str, download: bool = False) -> Any:
     try:
         return minari.load_dataset(dataset_id, download=download)
     except FileNotFoundError as error:
+        if download:
+            raise _download_error(dataset_id, error) from error
         root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets (MINARI_DATASETS_PATH is not set)")
         raise DatasetError(
             f"Minari dataset {dataset_id!r} was not found locally in MINARI_DATASETS_PATH={root}. Create it there "
             "(for the D4RL-style sets: make_d4rl_style.py --root <dir>), point MINARI_DATASETS_PATH at the folder "
             "that holds it, or pass download=True to fetch it from Minari's remote."
         ) from error
+    except Exception as error:  # with download=True, whatever the network or the hub raised
+        if download:
+            raise _download_error(dataset_id, error) from error
+        raise
+
+
+def _download_error(dataset_id: str, error: BaseException) -> DatasetError:
+    offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+    return DatasetError(
+        f"Could not download Minari dataset {dataset_id!r}{offline}: {type(error).__name__}: {error}. Check the network "
+        "connection and the id, or create the dataset locally and point MINARI_DATASETS_PATH at it."
+    )
 
 
 def from_minari(minari_dataset: Any, source: str | None = None) -> OfflineData:
@@ -158,8 +173,9 @@ def from_minari(minari_dataset: Any, source: str | None = None) -> OfflineData:
         cols["next_obs"].append(obs[1:])
         cols["act"].append(np.asarray(episode.actions))
         cols["rew"].append(np.asarray(episode.rewards))
-        cols["term"].append(np.asarray(episode.terminations, dtype=bool))
-        trunc = np.asarray(episode.truncations, dtype=bool).copy()
+        where = f"Minari episode {episode.id}"
+        cols["term"].append(as_flags(episode.terminations, "terminations", where))
+        trunc = as_flags(episode.truncations, "truncations", where).copy()
         if trunc.size and not (trunc[-1] or cols["term"][-1][-1]):
             trunc[-1] = True  # an episode cut without a flag ends there all the same
         cols["trunc"].append(trunc)
@@ -190,16 +206,52 @@ def from_npz(path: str) -> OfflineData:
 
     :param path: file path
     """
+    check_npz_sizes(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # an .npy (one array) under an .npz name
+            raise ValueError(f"it holds a single {type(loaded).__name__} (an .npy file?), not an archive of named arrays")
+        with loaded as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise DatasetError(f"Cannot read {path!r} as an .npz archive of arrays: {error}") from error
     return from_arrays(arrays, name=path)
 
 
+class _TooLarge(DatasetError):
+    pass
+
+
+def check_npz_sizes(path: str) -> None:
+    """Refuse an ``.npz`` whose array headers declare more data than its members hold, before anything is allocated.
+
+    :param path: file path
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(member)  # the header only
+                declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if declared > info.file_size:
+                    raise _TooLarge(
+                        f"{path!r}: array {info.filename!r} declares shape {shape} ({declared:,} bytes) but holds "
+                        f"{info.file_size:,} bytes; refused before allocating"
+                    )
+    except _TooLarge:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return  # not a readable archive: np.load says so with its own message
+
+
 def from_hdf5(path: str) -> OfflineData:
-    """Read the flat arrays of a D4RL-format ``.hdf5`` file (datasets only, no objects).
+    """Read the flat arrays of a D4RL-format ``.hdf5`` file: plain datasets stored in the file itself only (no
+    external links, external storage or virtual datasets, which would read other files of the machine), each checked
+    against the bytes it really stores before it is read.
 
     :param path: file path
     """
@@ -208,17 +260,66 @@ def from_hdf5(path: str) -> OfflineData:
     keys = REQUIRED_KEYS + TERMINATION_KEYS + TRUNCATION_KEYS + ("next_observations",)
     try:
         with h5py.File(path, "r") as file:
-            arrays = {key: np.asarray(file[key][()]) for key in keys if isinstance(file.get(key), h5py.Dataset)}
+            arrays = {key: _read_hdf5_dataset(file, key, path) for key in keys if key in file}
     except OSError as error:
         raise DatasetError(f"Cannot read {path!r} as an HDF5 file: {error}") from error
-    return from_arrays(arrays, name=path)
+    return from_arrays({k: v for k, v in arrays.items() if v is not None}, name=path)
 
 
-def _pick(arrays: dict[str, Any], keys: tuple[str, ...], n: int) -> np.ndarray:
+#: how many times its stored bytes a compressed HDF5 dataset may expand to
+HDF5_MAX_EXPANSION = 1000
+
+
+def _read_hdf5_dataset(file: Any, key: str, path: str) -> np.ndarray | None:
+    import h5py
+
+    link = file.get(key, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        raise DatasetError(f"{path!r}: {key!r} is an external link to {link.filename!r}; only data inside the file is read")
+    dataset = file.get(key)
+    if not isinstance(dataset, h5py.Dataset):
+        return None
+    if dataset.is_virtual or dataset.external:
+        raise DatasetError(
+            f"{path!r}: {key!r} is a virtual dataset or uses external storage; only data inside the file is read"
+        )
+    declared = int(np.prod(dataset.shape, dtype=np.float64)) * dataset.dtype.itemsize
+    stored = dataset.id.get_storage_size()
+    allowed = stored * (HDF5_MAX_EXPANSION if dataset.compression else 1) + 4096
+    if declared > allowed:
+        raise DatasetError(
+            f"{path!r}: {key!r} declares shape {dataset.shape} ({declared:,} bytes) but stores {stored:,} bytes; refused "
+            "before allocating"
+        )
+    return np.asarray(dataset[()])
+
+
+def _pick(arrays: dict[str, Any], keys: tuple[str, ...], n: int, name: str) -> np.ndarray:
     for key in keys:
         if key in arrays:
-            return np.asarray(arrays[key]).reshape(-1) != 0
+            return as_flags(arrays[key], key, name)
     return np.zeros(n, dtype=bool)
+
+
+def as_flags(value: Any, key: str, name: str) -> np.ndarray:
+    """Termination / time-out flags as booleans: booleans or exactly 0 and 1 are accepted, nothing else.
+
+    :param value: the flags
+    :param key: their name in the data
+    :param name: the data, for the message
+    :return: a flat bool array
+    """
+    array = _as_numeric(value, key, name).reshape(-1)
+    if array.dtype == bool:
+        return array
+    bad = ~((array == 0) | (array == 1))  # NaN compares unequal to both
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise DatasetError(
+            f"{key!r} of {name} must hold booleans or exactly 0/1: {int(bad.sum())} value(s) are neither, first at "
+            f"index {first} ({array[first]!r})"
+        )
+    return array != 0
 
 
 def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> OfflineData:
@@ -247,7 +348,7 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
             lengths[key] = value.shape[0] if key == "next_observations" else value.reshape(-1).shape[0]
     if len(set(lengths.values())) > 1:
         raise DatasetError(f"Arrays of {name} have inconsistent lengths: {lengths}")
-    term, trunc = _pick(arrays, TERMINATION_KEYS, n), _pick(arrays, TRUNCATION_KEYS, n)
+    term, trunc = _pick(arrays, TERMINATION_KEYS, n, name), _pick(arrays, TRUNCATION_KEYS, n, name)
     if "next_observations" in arrays:
         next_obs = _as_2d(arrays["next_observations"], "next_observations", name)
         if next_obs.shape[1:] != obs.shape[1:]:
@@ -265,11 +366,17 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
         trunc[-1] = True
     obs, act, rew, next_obs, term, trunc = (x[keep] for x in (obs, act, rew, next_obs, term, trunc))
     obs_space = spaces.Box(-np.inf, np.inf, obs.shape[1:], np.float32)
+    bad_actions = _first_bad("actions", act)
+    if bad_actions:  # before the action space is inferred from them
+        raise DatasetError("The dataset holds non-finite values: " + bad_actions)
     return _make(obs, act, rew, next_obs, term, trunc, obs_space, infer_action_space(act))
 
 
 def _as_numeric(value: Any, key: str, name: str) -> np.ndarray:
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # ragged nested lists
+        raise DatasetError(f"{key!r} of {name} is ragged (rows of different lengths): {error}") from error
     if array.dtype.kind not in "biuf":
         raise DatasetError(f"{key!r} of {name} must hold numbers, got dtype {array.dtype}")
     return array
@@ -283,6 +390,8 @@ def _as_2d(value: Any, key: str, name: str, flatten: bool = False) -> np.ndarray
         array = array.reshape(array.shape[0], -1)
     if array.ndim != 2:
         raise DatasetError(f"{key!r} of {name} must be a (N, dim) array, got shape {array.shape} (images are unsupported)")
+    if array.shape[1] == 0:
+        raise DatasetError(f"{key!r} of {name} has width 0: each row must hold at least one number")
     return array
 
 
@@ -317,7 +426,7 @@ def _make(
     def flat(array: np.ndarray) -> np.ndarray:
         return np.asarray(array, f32).reshape(len(array), int(np.prod(np.shape(array)[1:])))
 
-    return OfflineData(
+    data = OfflineData(
         observations=flat(obs),
         actions=flat(act),
         rewards=np.asarray(rew, f32).reshape(-1),
@@ -328,6 +437,8 @@ def _make(
         action_space=action_space,
         **meta,
     )
+    check_finite_and_nonempty(data)
+    return data
 
 
 # ---------------------------------------------------------------------------------------------------- checks
@@ -358,6 +469,17 @@ def _first_bad(name: str, array: np.ndarray) -> str | None:
     rows = bad.reshape(len(array), -1).any(axis=1)
     first = int(np.argmax(rows))
     return f"{name}: {int(bad.sum())} non-finite value(s) (NaN or inf) in {int(rows.sum())} row(s), first at index {first}"
+
+
+def check_lengths(data: OfflineData) -> None:
+    """Raise unless every array of an :class:`OfflineData` holds one row per transition.
+
+    :param data: the data
+    """
+    keys = ("observations", "actions", "rewards", "next_observations", "terminations", "truncations")
+    lengths = {key: int(np.shape(getattr(data, key))[0]) if np.ndim(getattr(data, key)) else -1 for key in keys}
+    if len(set(lengths.values())) > 1:
+        raise DatasetError(f"The arrays of the OfflineData disagree in length: {lengths}")
 
 
 def check_finite_and_nonempty(data: OfflineData) -> None:
@@ -425,6 +547,25 @@ def locomotion_reward_scale(data: OfflineData, multiplier: float = 1000.0) -> fl
         warnings.warn("All dataset episodes have the same return: reward scaling is left at 1.0", stacklevel=2)
         return 1.0
     return multiplier / spread
+
+
+def observation_statistics(data: OfflineData) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of the observations (computed in float64), refused if their variance overflows
+    float32 (values around 1e19 and beyond, whose squares float32 arithmetic cannot hold).
+
+    :param data: the data
+    :return: (mean, std) as float32
+    """
+    observations = data.observations.astype(np.float64)
+    mean, var = observations.mean(axis=0), observations.var(axis=0)
+    bad = ~np.isfinite(var) | (var > np.finfo(np.float32).max)
+    if bad.any():
+        column = int(np.argmax(bad))
+        raise DatasetError(
+            f"Observation statistics overflow float32 in {int(bad.sum())} column(s), first column {column} "
+            f"(mean {mean[column]:.3g}, variance {var[column]:.3g}): rescale those observations"
+        )
+    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
 
 
 def normalized_score(

@@ -53,7 +53,9 @@ def read_model_zip(path: PathLike) -> tuple[dict[str, Any], dict[str, Any] | Non
                 raise ModelFileError(f"Model file {_name(path)} is corrupt: member {bad!r} fails its checksum")
             names = set(archive.namelist())
             if "data" not in names:
-                raise ModelFileError(f"Model file {_name(path)} has no 'data' member: it is truncated, or not a saved SB3 model")
+                raise ModelFileError(
+                    f"Model file {_name(path)} has no 'data' member: it is truncated, or not a saved SB3 model"
+                )
             data = _json(archive, "data", path)
             description = _json(archive, DESCRIPTION, path) if DESCRIPTION in names else None
     except (zipfile.BadZipFile, EOFError) as error:

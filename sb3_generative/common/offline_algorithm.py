@@ -44,6 +44,7 @@ from sb3_generative.common.datasets import (
     load_offline_data,
     locomotion_reward_scale,
     normalized_score,
+    observation_statistics,
 )
 from sb3_generative.common.guard import FiniteGuard, NonFiniteError
 from sb3_generative.common.model_files import (
@@ -58,14 +59,23 @@ from sb3_generative.common.model_files import (
     write_description,
 )
 from sb3_generative.common.phases import Phase, PhaseProgress, accumulate, means
-from sb3_generative.common.policies import GenerativeActorPolicy
+from sb3_generative.common.policies import GenerativeActorPolicy, check_policy_kwargs
 from sb3_generative.common.precision import precision_context, resolve_precision
 from sb3_generative.critics.iql import IQLCritic
 
 SelfOfflineAlgorithm = TypeVar("SelfOfflineAlgorithm", bound="OfflineAlgorithm")
 #: constructor arguments that are not settings of a saved model (objects, the data, where it runs)
 _NOT_DESCRIBED = (
-    "self", "policy", "env", "dataset", "critic", "policy_kwargs", "device", "download", "tensorboard_log", "_init_setup_model"
+    "self",
+    "policy",
+    "env",
+    "dataset",
+    "critic",
+    "policy_kwargs",
+    "device",
+    "download",
+    "tensorboard_log",
+    "_init_setup_model",
 )
 
 
@@ -367,9 +377,8 @@ class OfflineAlgorithm(BaseAlgorithm):
     def _fit_statistics(self, data: OfflineData) -> None:
         self.reward_scale = locomotion_reward_scale(data) if self.normalize_reward else 1.0
         if self.normalize_observations:
-            mean = th.as_tensor(data.observations.mean(axis=0))
-            std = th.as_tensor(data.observations.std(axis=0)).clamp(min=1e-3)
-            self.policy.set_observation_stats(mean, std)
+            mean, std = observation_statistics(data)
+            self.policy.set_observation_stats(th.as_tensor(mean), th.as_tensor(std).clamp(min=1e-3))
         self.statistics_fitted = True
 
     def _require_dataset(self) -> OfflineReplayBuffer:
@@ -707,8 +716,10 @@ class OfflineAlgorithm(BaseAlgorithm):
             policy_kwargs = policy_kwargs_from_json(description["policy_kwargs"])
             policy_class = cls.policy_aliases["GenerativePolicy"]
             if description["policy_class"] != policy_class.__name__:
-                raise ModelFileError(f"safe loading rebuilds {policy_class.__name__}, the file holds {description['policy_class']}")
-            model = cls(policy_class, None, device=device, _init_setup_model=False, **settings)  # type: ignore[call-arg]
+                raise ModelFileError(
+                    f"safe loading rebuilds {policy_class.__name__}, the file holds {description['policy_class']}"
+                )
+            model = cls(policy_class, None, device=device, _init_setup_model=False, **settings)  # type: ignore[call-arg, arg-type]
         except (KeyError, TypeError) as error:
             raise ModelFileError(f"{path!r} holds an incomplete or malformed description: {error!r}") from error
         model.observation_space, model.action_space = observation_space, action_space
@@ -792,3 +803,4 @@ def _check_common_settings(settings: dict[str, Any]) -> None:
     for name in ("normalize_reward", "normalize_observations", "clip_actions", "download"):
         check_bool(name, settings[name])
     resolve_precision(settings["precision"], th.device("cpu"))  # an unknown value fails here, not at learn()
+    check_policy_kwargs(settings["policy_kwargs"])

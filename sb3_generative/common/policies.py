@@ -8,9 +8,12 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
+from sb3_generative.common.checks import check_int
 from sb3_generative.common.optim import optimizer_kwargs
 from sb3_generative.critics.iql import IQLCritic
+from sb3_generative.generative.config import SolveConfig
 from sb3_generative.generative.model import GenerativeModel
+from sb3_generative.generative.paths import make_path
 
 DEFAULT_NET_ARCH = [512, 256, 128]
 DEFAULT_CRITIC_NET_ARCH = [256, 256]
@@ -167,6 +170,23 @@ class GenerativeActorPolicy(BasePolicy):
         obs = self.normalize_obs(observation)
         actions = self.actor.sample(obs, noise=self.initial_noise(obs.shape[0], deterministic))
         return actions.clamp(-1.0, 1.0)
+
+
+def check_policy_kwargs(policy_kwargs: dict[str, Any] | None) -> None:
+    """Validate the generative policy's settings in ``policy_kwargs`` (those given), before any data is read.
+
+    :param policy_kwargs: the algorithm's ``policy_kwargs``
+    """
+    kwargs = dict(policy_kwargs or {})
+    split_net_arch(kwargs.get("net_arch"), kwargs.get("critic_net_arch"))
+    check_int("n_sampling_steps", kwargs.get("n_sampling_steps", 31))
+    SolveConfig(kwargs.get("n_sampling_steps", 31), kwargs.get("solver", "euler"))
+    make_path(kwargs.get("generative_model", "gvp"), kwargs.get("parameterization"))
+    for name in ("time_embed_dim", "cond_embed_dim", "emb_dim", "n_critics"):
+        if name in kwargs:
+            check_int(name, kwargs[name])
+    if kwargs.get("time_embed_dim", 2) % 2:
+        raise ValueError(f"time_embed_dim must be even (sine and cosine features), got {kwargs['time_embed_dim']}")
 
 
 def split_net_arch(

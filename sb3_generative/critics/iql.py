@@ -86,7 +86,8 @@ class IQLCritic(nn.Module):
 
     @th.no_grad()
     def advantage(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """``min_k Q_k(s, a) - V(s)`` with the online Q ensemble, as GMPO weights it (GenerativeRL ``grl/algorithms/gmpo.py``), shape (B,)."""
+        """``min_k Q_k(s, a) - V(s)`` with the online Q ensemble, shape (B,), as GMPO weights it (GenerativeRL's
+        ``grl/algorithms/gmpo.py``)."""
         return (self.q_value(obs, actions) - self.value(obs)).squeeze(-1)
 
     # --------------------------------------------------------------------------------------------- losses

@@ -23,7 +23,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayB
 from sb3_generative.common.checks import check_float, check_int, check_learning_rate
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
 from sb3_generative.common.phases import Phase
-from sb3_generative.generative.config import SolveConfig
+from sb3_generative.generative.config import FIXED_GRID_SOLVERS, SolveConfig
 from sb3_generative.gmpg.policies import GenerativePolicy, GMPGPolicy, MlpPolicy
 
 SelfGMPG = TypeVar("SelfGMPG", bound="GMPG")
@@ -133,6 +133,8 @@ class GMPG(OfflineAlgorithm):
         check_int("kl_batch_size", kl_batch_size, allow_none=True)
         check_float("grid_power", grid_power, 1.0, low_open=False)
         check_int("n_gradient_steps", n_gradient_steps)
+        if gradient_solver not in FIXED_GRID_SOLVERS:
+            raise ValueError(f"gradient_solver must be a fixed-grid solver {FIXED_GRID_SOLVERS}, got {gradient_solver!r}")
         self.beta, self.bc_steps, self.bc_learning_rate, self.bc_batch_size = beta, bc_steps, bc_learning_rate, bc_batch_size
         self.n_gradient_steps, self.gradient_solver = n_gradient_steps, gradient_solver
         self.divergence, self.gradient_method, self.chunk_size = divergence, gradient_method, chunk_size
