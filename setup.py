@@ -13,16 +13,23 @@ with open("README.md", encoding="utf-8") as file_handler:
 setup(
     name="sb3_generative",
     packages=[package for package in find_packages() if package.startswith("sb3_generative")],
-    package_data={"sb3_generative": ["py.typed", "version.txt", "zoo_configs/*.yml"]},
-    entry_points={"console_scripts": ["sb3-generative-zoo=sb3_generative.zoo:main"]},
+    package_data={
+        "sb3_generative": ["py.typed", "version.txt", "zoo_configs/*.yml"],
+        "sb3_generative.data": ["behaviour_policies/*.npz", "behaviour_policies/sources.json"],
+    },
+    entry_points={
+        "console_scripts": ["sb3-generative-zoo=sb3_generative.zoo:main", "sb3-generative-data=sb3_generative.data.cli:main"]
+    },
     install_requires=[
         "stable-baselines3>=2.7,<3.0",
         "torch>=2.3",
         "torchdiffeq>=0.2.4",
         "gymnasium[mujoco]>=1.1",
         "minari[hdf5]>=0.5.2,<0.6",
-        # d3rlpy 2.8.1 pins gymnasium==1.0.0; 2.8.0 works with current gymnasium (reference/d3rlpy_minari.md 1.6)
-        "d3rlpy==2.8.0",
+        # d3rlpy: only its model builders and Q-function forwarders are used (IQLCritic), the same in 2.6 to 2.8.0
+        # (tests/test_iql.py checks the losses against d3rlpy's own IQL). 2.8.1 pins gymnasium==1.0.0, which conflicts
+        # with gymnasium>=1.1 here; CI runs 2.8.0.
+        "d3rlpy>=2.6,<2.9,!=2.8.1",
         "h5py>=3.8",
         "pyyaml>=6.0",
         "numpy>=1.24",
@@ -42,9 +49,11 @@ setup(
             "requests",
             "pandas",
             "matplotlib",
+            "seaborn",
         ],
         "zoo": ["rl_zoo3>=2.7", "optuna>=3.0", "requests", "pandas"],
-        "plots": ["matplotlib"],
+        # RL Zoo's plot scripts (rl_zoo3.plots.*) import seaborn and pandas
+        "plots": ["matplotlib", "seaborn", "pandas"],
     },
     description="Generative (diffusion and flow-matching) policies for offline RL with Stable-Baselines3: GMPO and GMPG",
     long_description=long_description,

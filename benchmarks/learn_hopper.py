@@ -1,6 +1,6 @@
 """It learns: GMPO (and GMPG from its critic) on d4rl-style/hopper/medium-v0 with a reduced CPU budget.
 
-Needs the dataset made by ``make_d4rl_style.py --root DIR --tasks hopper --levels medium`` and
+Needs the dataset made by ``sb3-generative-data d4rl-style --root DIR --tasks hopper --levels medium`` and
 ``MINARI_DATASETS_PATH=DIR``. Writes ``<out>/<algo>_results.json``, the evaluations and the trained model;
 the critic of the GMPO run is saved with its model and reused by ``--algo gmpg --critic <gmpo zip>``.
 

@@ -14,7 +14,7 @@ separate processes (on a GPU they share it). The output folder gets ``scores.csv
     python benchmarks/scores.py --datasets hopper-medium --seeds 0 1 --budget 0.01 --jobs 2 --device cpu \\
         --set batch_size=256 critic_batch_size=256 "policy_kwargs=dict(net_arch=[256, 256])"
 
-Needs the datasets of ``make_d4rl_style.py`` under ``MINARI_DATASETS_PATH``.
+Needs the datasets of ``sb3-generative-data d4rl-style`` under ``MINARI_DATASETS_PATH``.
 """
 
 import argparse

@@ -2,6 +2,10 @@
 
 import os
 
+from sb3_generative._quiet import quiet_imports
+
+quiet_imports()  # before SB3 imports gym: see _quiet.py
+
 from sb3_generative.common.datasets import DatasetError, OfflineData, load_offline_data, normalized_score
 from sb3_generative.critics.iql import IQLCritic
 from sb3_generative.common.policies import GenerativeActorPolicy

@@ -10,6 +10,11 @@ options work; ``n_timesteps``, ``--eval-freq``, ``--save-freq`` and ``-n`` count
     sb3-generative-zoo train --algo gmpo --env Hopper-v4 --eval-freq 10000 --eval-episodes 10
     sb3-generative-zoo enjoy --algo gmpo --env Hopper-v4 -f logs --load-best
     sb3-generative-zoo optimize --algo gmpo --env Hopper-v4 --n-trials 20 --storage sqlite:///gmpo.db
+    sb3-generative-zoo plot -a gmpo gmpg -e D4RLStyle/hopper-medium-v0 -f logs --no-display -o results
+
+``optimize`` trains the critic once and shares it across trials (``--no-shared-critic`` to train one per trial).
+``plot`` runs RL Zoo's ``all_plots`` on the evaluation curves (``evaluations.npz``); RL Zoo's ``plot_train`` draws
+training episodes, which an offline algorithm never plays.
 """
 
 import os
@@ -21,7 +26,9 @@ from sb3_generative.gmpo import GMPO
 
 ALGORITHMS = {"gmpo": GMPO, "gmpg": GMPG}
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo_configs")
-COMMANDS = ("train", "enjoy", "optimize")
+COMMANDS = ("train", "enjoy", "optimize", "plot")
+#: RL Zoo YAML keys that configure the Zoo itself, not the algorithm's constructor
+ZOO_KEYS = ("n_timesteps", "policy", "normalize", "n_envs", "env_wrapper", "frame_stack", "callback", "env_kwargs")
 
 
 def sample_gmpo_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
@@ -101,8 +108,10 @@ def _algo(args: list[str]) -> str | None:
 
 
 def zoo_arguments(command: str, args: list[str]) -> list[str]:
-    """The Zoo's own arguments for one of our commands: ``optimize`` is ``train -optimize``, and training uses
-    our packaged YAML unless ``-conf``/``--conf-file`` is given.
+    """The Zoo's own arguments for one of our commands: ``optimize`` is ``train -optimize``, training uses our
+    packaged YAML unless ``-conf``/``--conf-file`` is given, and torch runs one CPU thread unless ``--num-threads``
+    says otherwise (a second thread competing with other work for a core slowed the updates up to tenfold,
+    benchmarks/results/threads_cpu.json).
 
     :param command: "train", "enjoy" or "optimize"
     :param args: the remaining command-line arguments
@@ -115,7 +124,104 @@ def zoo_arguments(command: str, args: list[str]) -> list[str]:
     has_conf = any(a in ("-conf", "--conf-file") or a.startswith("--conf-file=") for a in args)
     if command in ("train", "optimize") and not has_conf and algo in ALGORITHMS:
         args += ["--conf-file", os.path.join(CONFIG_DIR, f"{algo}.yml")]
+    if command in ("train", "optimize") and not any(a.startswith("--num-threads") for a in args):
+        args += ["--num-threads", "1"]
     return args
+
+
+def _option(args: list[str], names: tuple[str, ...], default: str | None = None) -> str | None:
+    """The value of the last of ``names`` in ``args`` (``--name value`` or ``--name=value``)."""
+    value = default
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg.split("=", 1)[1]
+    return value
+
+
+def share_critic(args: list[str]) -> list[str]:
+    """For ``optimize``: train the entry's IQL critic once, save it in the log folder, and hand it to every trial.
+
+    Each trial otherwise trains its own critic (``critic_steps`` of the YAML, 1.2 M steps in the packaged entries)
+    although only the policy's settings are sampled. The critic is saved as
+    ``<log folder>/<algo>/shared_critic_<env>_seed<seed>.zip`` and reused when it exists; the trials run from a copy of
+    the YAML with ``critic:`` set to it. An entry that already names a ``critic`` is left alone.
+
+    :param args: the Zoo's arguments (``--conf-file`` already set)
+    :return: the arguments with ``--conf-file`` pointing at the copy
+    """
+    import yaml
+
+    algo, env_id = _option(args, ("--algo",)), _option(args, ("--env",))
+    conf = _option(args, ("-conf", "--conf-file"))
+    if algo not in ALGORITHMS or env_id is None or conf is None or not conf.endswith((".yml", ".yaml")):
+        return args
+    with open(conf) as file:
+        entries = yaml.safe_load(file)
+    key = env_id if env_id in entries else "default"
+    entry = dict(entries.get(key) or {})
+    if "critic" in entry:
+        return args
+    folder = os.path.join(_option(args, ("-f", "--log-folder"), "logs") or "logs", algo)
+    seed = int(_option(args, ("--seed",), "0") or 0)
+    seed = max(seed, 0)
+    name = env_id.replace("/", "-")
+    path = os.path.join(folder, f"shared_critic_{name}_seed{seed}.zip")
+    if not os.path.exists(path):
+        _train_critic(algo, env_id, entry, path, seed, _option(args, ("--device",), "auto") or "auto")
+    shared = os.path.join(folder, f"shared_critic_{name}.yml")
+    with open(shared, "w") as file:
+        yaml.safe_dump({**entries, key: {**entry, "critic": os.path.abspath(path)}}, file)
+    return [*_without_conf(args), "--conf-file", shared]
+
+
+def _train_critic(algo: str, env_id: str, entry: dict[str, Any], path: str, seed: int, device: str) -> None:
+    import inspect
+
+    cls = ALGORITHMS[algo]
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    kwargs = {k: v for k, v in entry.items() if k in accepted and k not in ZOO_KEYS}
+    if isinstance(kwargs.get("policy_kwargs"), str):
+        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"])  # as RL Zoo reads its own YAML (the user's file)
+    for key in ("learning_rate", "bc_learning_rate"):  # the Zoo's "lin_3e-4" schedules: only the critic trains here
+        kwargs.pop(key, None)
+    model = cls(entry.get("policy", "GenerativePolicy"), env_id, seed=seed, device=device, **kwargs)
+    print(f"Training the critic once for every trial ({model.critic_steps} steps); saved to {path}")
+    model.pretrain(phases=("critic",), progress_bar=False)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    model.save(path)
+
+
+def _without_conf(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("-conf", "--conf-file"):
+            skip = True
+        elif not arg.startswith("--conf-file="):
+            out.append(arg)
+    return out
+
+
+def plot_arguments(args: list[str]) -> list[str]:
+    """RL Zoo's ``all_plots`` arguments with env ids written as the Zoo names its log folders (``/`` as ``-``):
+    ``-e D4RLStyle/hopper-medium-v0`` would match no folder and plot a silent 0.0.
+
+    :param args: the arguments of ``rl_zoo3.plots.all_plots``
+    """
+    out, in_envs = [], False
+    for arg in args:
+        if arg in ("-e", "--env"):
+            in_envs = True
+        elif arg.startswith("-"):
+            in_envs = False
+        elif in_envs:
+            arg = arg.replace("/", "-")
+        out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,21 +233,33 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
         raise SystemExit(f"usage: sb3-generative-zoo {{{','.join(COMMANDS)}}} --algo {{gmpo,gmpg}} --env ENV [zoo options]")
-    command, rest = argv[0], zoo_arguments(argv[0], argv[1:])
+    command = argv[0]
     register()
+    rest = plot_arguments(argv[1:]) if command == "plot" else zoo_arguments(command, argv[1:])
+    if command == "optimize" and "--no-shared-critic" not in rest:
+        rest = share_critic(rest)
+    rest = [arg for arg in rest if arg != "--no-shared-critic"]
     program = sys.argv[0]
     sys.argv = [f"sb3-generative-zoo {command}", *rest]
     try:
-        if command == "enjoy":
-            from rl_zoo3.enjoy import enjoy
-
-            enjoy()
-        else:
-            from rl_zoo3.train import train
-
-            train()
+        _run(command)
     finally:
         sys.argv[0] = program
+
+
+def _run(command: str) -> None:
+    if command == "enjoy":
+        from rl_zoo3.enjoy import enjoy
+
+        enjoy()
+    elif command == "plot":  # the evaluation curves (offline training has no training episodes for plot_train)
+        from rl_zoo3.plots.all_plots import all_plots
+
+        all_plots()
+    else:
+        from rl_zoo3.train import train
+
+        train()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ def test_logger_records_every_phase(cls, pendulum_id: str, tmp_path) -> None:  #
     model.learn(4, log_interval=2)
     rows = [json.loads(line) for line in (tmp_path / "log" / "progress.json").read_text().splitlines()]
     policy_rows = [row for row in rows if "train/policy_loss" in row]
-    assert [row["time/total_timesteps"] for row in policy_rows] == [2, 4]
+    assert [row["time/total_timesteps"] for row in policy_rows] == [2, 4]  # no extra table at the end
+    model.learn(3, log_interval=2, reset_num_timesteps=False)
+    rows = [json.loads(line) for line in (tmp_path / "log" / "progress.json").read_text().splitlines()]
+    assert [row["time/total_timesteps"] for row in rows if "train/policy_loss" in row] == [2, 4, 6, 7]  # 7: the rest
     for key in (*POLICY_KEYS[cls.__name__], "train/reward_scale", "time/fps"):
         assert np.isfinite(policy_rows[-1][key]), key
     assert policy_rows[-1]["train/reward_scale"] == pytest.approx(model.reward_scale)
@@ -42,7 +45,7 @@ def test_log_interval_none_logs_each_phase_once(cls, pendulum_id: str, tmp_path)
     model.learn(3, log_interval=None)
     rows = [json.loads(line) for line in (tmp_path / "log" / "progress.json").read_text().splitlines()]
     assert [row["critic/step"] for row in rows if "critic/q_loss" in row] == [20]
-    assert not any("train/policy_loss" in row for row in rows)
+    assert [row["time/total_timesteps"] for row in rows if "train/policy_loss" in row] == [3]
 
 
 @pytest.mark.parametrize("cls", ALGOS)

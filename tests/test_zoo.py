@@ -50,8 +50,20 @@ def test_train_enjoy_and_continue(zoo_conf: str, tmp_path) -> None:  # type: ign
     assert not np.array_equal(continued.actor.net.last.weight.detach(), first.actor.net.last.weight.detach())
 
 
-def test_optimize_two_trials_with_shared_storage(zoo_conf: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_optimize_two_trials_with_shared_storage(zoo_conf: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("optuna")
+    from sb3_generative.common.offline_algorithm import OfflineAlgorithm
+
+    critic_steps: list[int] = []  # critic steps per model that trains one
+    run_phase = OfflineAlgorithm._run_phase
+
+    def counting(self, phase, *args):  # type: ignore[no-untyped-def]
+        before = self.critic_steps_done
+        run_phase(self, phase, *args)
+        if phase.name == "critic" and self.critic_steps_done > before:
+            critic_steps.append(self.critic_steps_done - before)
+
+    monkeypatch.setattr(OfflineAlgorithm, "_run_phase", counting)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     main(
         [
@@ -88,13 +100,51 @@ def test_optimize_two_trials_with_shared_storage(zoo_conf: str, tmp_path) -> Non
     study = optuna.load_study(study_name="gmpo-test", storage=storage)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(finished) == 2 and {"beta", "weight_clamp", "learning_rate"} <= set(finished[0].params)
+    # the critic was trained once, before the trials, and handed to both
+    assert critic_steps == [20]
+    assert os.path.exists(tmp_path / "logs" / "gmpo" / "shared_critic_Pendulum-v1_seed0.zip")
+
+
+def test_plot_draws_the_evaluation_curves_of_namespaced_envs(zoo_conf: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("seaborn")
+    import pickle
+
+    import gymnasium as gym
+
+    register_d4rl_style_envs()
+    env_id = "D4RLStyle/hopper-medium-v0"
+    conf = yaml.safe_load(open(zoo_conf))
+    conf = {env_id: {**conf["Pendulum-v1"], "dataset": _hopper_arrays(tmp_path)}}
+    (tmp_path / "hopper.yml").write_text(yaml.safe_dump(conf))
+    logs = str(tmp_path / "logs")
+    main(["train", "--algo", "gmpo", "--env", env_id, "-f", logs, "-conf", str(tmp_path / "hopper.yml"),
+          "--eval-freq", "10", "--eval-episodes", "2", "--seed", "0"])  # fmt: skip
+    out = str(tmp_path / "plots")
+    main(["plot", "-a", "gmpo", "-e", env_id, "-f", logs, "--no-display", "-o", out])
+    with open(out + ".pkl", "rb") as file:
+        results = pickle.load(file)
+    key = env_id.replace("/", "-")
+    assert gym.spec(env_id) is not None and results["results_table"] is not None
+    (curve,) = results[key].values()  # the evaluation curve was found (written with "/", it is a silent 0.0)
+    assert curve["timesteps"].tolist() == [10, 20] and np.all(curve["mean"] != 0.0)
+
+
+def _hopper_arrays(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    n = 64
+    path = tmp_path / "hopper.npz"
+    np.savez(path, observations=rng.normal(size=(n, 11)).astype(np.float32), actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
+             rewards=rng.normal(size=n).astype(np.float32), terminals=np.arange(n) % 32 == 31)  # fmt: skip
+    return str(path)
 
 
 def test_arguments_use_packaged_config_unless_given() -> None:
     args = zoo_arguments("train", ["--algo", "gmpg", "--env", "Hopper-v4"])
-    assert args[-2:] == ["--conf-file", os.path.join(CONFIG_DIR, "gmpg.yml")]
+    assert args[-4:-2] == ["--conf-file", os.path.join(CONFIG_DIR, "gmpg.yml")]
     assert "--conf-file" not in zoo_arguments("train", ["--algo", "gmpo", "-conf", "mine.yml"])
     assert zoo_arguments("optimize", ["--algo", "gmpo"])[2] == "-optimize"
+    assert zoo_arguments("train", ["--algo", "gmpo"])[-2:] == ["--num-threads", "1"]  # one thread unless told
+    assert zoo_arguments("train", ["--algo", "gmpo", "--num-threads", "2"]).count("--num-threads") == 1
 
 
 def test_unknown_command_explains_usage() -> None:

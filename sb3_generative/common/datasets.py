@@ -137,7 +137,7 @@ def load_minari(dataset_id: str, download: bool = False) -> Any:
         root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets (MINARI_DATASETS_PATH is not set)")
         raise DatasetError(
             f"Minari dataset {dataset_id!r} was not found locally in MINARI_DATASETS_PATH={root}. Create it there "
-            "(for the D4RL-style sets: make_d4rl_style.py --root <dir>), point MINARI_DATASETS_PATH at the folder "
+            "(for the D4RL-style sets: sb3-generative-data d4rl-style --root <dir>), point MINARI_DATASETS_PATH at the folder "
             "that holds it, or pass download=True to fetch it from Minari's remote."
         ) from error
     except Exception as error:  # with download=True, whatever the network or the hub raised

@@ -27,7 +27,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import configure_logger
@@ -58,9 +58,9 @@ from sb3_generative.common.model_files import (
     space_to_json,
     write_description,
 )
-from sb3_generative.common.phases import Phase, PhaseProgress, accumulate, means
+from sb3_generative.common.phases import NamedProgressBar, Phase, PhaseProgress, accumulate, means
 from sb3_generative.common.policies import GenerativeActorPolicy, check_policy_kwargs
-from sb3_generative.common.precision import precision_context, resolve_precision
+from sb3_generative.common.precision import precision_context, resolve_precision, threads_context
 from sb3_generative.critics.iql import IQLCritic
 
 SelfOfflineAlgorithm = TypeVar("SelfOfflineAlgorithm", bound="OfflineAlgorithm")
@@ -107,6 +107,9 @@ class OfflineAlgorithm(BaseAlgorithm):
         path, whose critic is copied in; its training is then skipped
     :param precision: precision of the training updates: "auto" (TF32 matrix products on CUDA, fp32 on CPU),
         "fp32", "tf32" or "bf16" (autocast); applied during ``learn`` only
+    :param torch_threads: torch's CPU threads during ``learn`` and ``pretrain`` (restored afterwards); None leaves
+        torch's setting. On a machine shared with other work use 1: a second thread competing for a busy core made
+        the demo's updates 7 times slower (benchmarks/threads.py)
     :param policy_kwargs: policy arguments (``generative_model``, ``net_arch``, ``n_sampling_steps``, ...)
     :param stats_window_size: SB3's window for rollout statistics (unused offline)
     :param tensorboard_log: tensorboard log folder
@@ -139,6 +142,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         download: bool = False,
         critic: Any = None,
         precision: str = "auto",
+        torch_threads: int | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -176,7 +180,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.critic_learning_rate, self.gamma, self.tau, self.expectile = critic_learning_rate, gamma, tau, expectile
         self.normalize_reward, self.normalize_observations = normalize_reward, normalize_observations
         self.clip_actions, self.download = clip_actions, download
-        self.precision = precision
+        self.precision, self.torch_threads = precision, torch_threads
         self.replay_buffer = None
         self.dataset_source: str | None = None
         self.reward_scale = 1.0
@@ -473,7 +477,10 @@ class OfflineAlgorithm(BaseAlgorithm):
         )
 
     def pretrain(
-        self: SelfOfflineAlgorithm, log_interval: int | None = 1000, progress_bar: bool = False
+        self: SelfOfflineAlgorithm,
+        log_interval: int | None = 5000,
+        progress_bar: bool = False,
+        phases: tuple[str, ...] | None = None,
     ) -> SelfOfflineAlgorithm:
         """Run only the phases before the policy updates (the IQL critic; for GMPG behaviour cloning first).
 
@@ -482,6 +489,7 @@ class OfflineAlgorithm(BaseAlgorithm):
 
         :param log_interval: steps between two log tables of a phase (None: only at its end)
         :param progress_bar: show a progress bar per phase
+        :param phases: only these phases, by name ("critic", GMPG's "bc"); None: all of them
         :return: the model
         """
         check_int("log_interval", log_interval, allow_none=True)
@@ -490,13 +498,17 @@ class OfflineAlgorithm(BaseAlgorithm):
         if not hasattr(self, "_logger"):
             self._logger = configure_logger(self.verbose, self.tensorboard_log, "pretrain", True)
         self._guard.take_snapshot("the start of pre-training")
-        with precision_context(self.precision, self.device):
-            self._run_pretraining(log_interval, progress_bar)
+        names = [phase.name for phase in self._pretrain_phases()]
+        if phases is not None and not set(phases) <= set(names):
+            raise ValueError(f"Unknown phase(s) {sorted(set(phases) - set(names))}: {type(self).__name__} has {names}")
+        with precision_context(self.precision, self.device), threads_context(self.torch_threads):
+            self._run_pretraining(log_interval, progress_bar, phases)
         return self
 
-    def _run_pretraining(self, log_interval: int | None, progress_bar: bool) -> None:
+    def _run_pretraining(self, log_interval: int | None, progress_bar: bool, phases: tuple[str, ...] | None = None) -> None:
         for phase in self._pretrain_phases():
-            self._run_phase(phase, log_interval, progress_bar)
+            if phases is None or phase.name in phases:
+                self._run_phase(phase, log_interval, progress_bar)
 
     def _run_phase(self, phase: Phase, log_interval: int | None, progress_bar: bool) -> None:
         """Run a phase to its budget: progress, logs under ``<phase.name>/*``, guard checks at log intervals."""
@@ -564,11 +576,22 @@ class OfflineAlgorithm(BaseAlgorithm):
             self._logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps)
         return total_timesteps, self._init_callback(callback, progress_bar)
 
+    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
+        """SB3's callback set-up, with the policy phase's progress bar named like the pre-training phases' bars."""
+        if isinstance(callback, list):
+            callback = CallbackList(callback)
+        if not isinstance(callback, BaseCallback):
+            callback = ConvertCallback(callback)
+        if progress_bar:
+            callback = CallbackList([callback, NamedProgressBar(f"{type(self).__name__} policy")])
+        callback.init_callback(self)
+        return callback
+
     def learn(
         self: SelfOfflineAlgorithm,
         total_timesteps: int,
         callback: MaybeCallback = None,
-        log_interval: int | None = 100,
+        log_interval: int | None = 5000,
         tb_log_name: str = "run",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
@@ -579,8 +602,9 @@ class OfflineAlgorithm(BaseAlgorithm):
 
         :param total_timesteps: number of policy gradient steps
         :param callback: SB3 callback(s), called after every policy gradient step
-        :param log_interval: gradient steps between two log tables (and non-finite checks), in every phase; None:
-            only at the end of each phase
+        :param log_interval: gradient steps between two log tables (and non-finite checks), counted in the steps of
+            the phase that runs (critic, behaviour-cloning or policy steps); None: one table at the end of each phase.
+            The default gives 20 tables per 100,000 steps
         :param tb_log_name: name of the tensorboard run
         :param reset_num_timesteps: restart the step counter (False continues it)
         :param progress_bar: show progress bars (one per pre-training phase, then the policy phase)
@@ -594,7 +618,7 @@ class OfflineAlgorithm(BaseAlgorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         self._guard.take_snapshot("the start of learn()")
-        with precision_context(self.precision, self.device):
+        with precision_context(self.precision, self.device), threads_context(self.torch_threads):
             self._run_pretraining(log_interval, progress_bar)
             self.start_time = time.time_ns()  # fps of the policy phase only
             callback.on_training_start(locals(), globals())
@@ -617,6 +641,8 @@ class OfflineAlgorithm(BaseAlgorithm):
                 self._guard.check("policy", f"policy step {self.num_timesteps}")
                 self.dump_logs()
         self._guard.check("policy", f"policy step {self.num_timesteps}")
+        if self._train_stats:  # the steps since the last table: a short run still logs once
+            self.dump_logs()
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """Policy gradient steps on minibatches of the dataset (implemented by each algorithm).
@@ -804,3 +830,4 @@ def _check_common_settings(settings: dict[str, Any]) -> None:
         check_bool(name, settings[name])
     resolve_precision(settings["precision"], th.device("cpu"))  # an unknown value fails here, not at learn()
     check_policy_kwargs(settings["policy_kwargs"])
+    check_int("torch_threads", settings["torch_threads"], allow_none=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch as th
+from stable_baselines3.common.callbacks import ProgressBarCallback
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 
@@ -85,3 +86,19 @@ class PhaseProgress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class NamedProgressBar(ProgressBarCallback):
+    """SB3's progress bar for the policy phase, labelled like the pre-training phases' bars.
+
+    :param title: the phase's name, shown before the bar
+    """
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title = title
+
+    def _on_training_start(self) -> None:
+        from tqdm.rich import tqdm
+
+        self.pbar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps, desc=self.title, unit="step")

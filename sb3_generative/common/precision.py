@@ -1,4 +1,4 @@
-"""Numerical precision of the training updates: full fp32, TF32 matrix products, or bf16 autocast.
+"""Numerical precision (full fp32, TF32 matrix products, or bf16 autocast) and CPU threads of the training updates.
 
 TF32 (10-bit mantissa products, fp32 accumulation) is what Ampere-and-later GPUs are fast at and is the default on
 CUDA; CPUs have no TF32, so "tf32" runs as fp32 there. "bf16" runs the networks under ``torch.autocast`` (matrix
@@ -48,3 +48,20 @@ def precision_context(precision: str, device: th.device) -> Iterator[None]:
             yield
     finally:
         th.backends.cuda.matmul.allow_tf32, th.backends.cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def threads_context(threads: int | None) -> Iterator[None]:
+    """Run the enclosed updates with ``threads`` torch CPU threads (None: as they are); restored on exit.
+
+    :param threads: number of threads
+    """
+    if threads is None:
+        yield
+        return
+    saved = th.get_num_threads()
+    th.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        th.set_num_threads(saved)

@@ -7,6 +7,8 @@ The Q ensemble, its target copy and V are d3rlpy modules (``d3rlpy/models/builde
 :meth:`IQLCritic.soft_update`, and the optimizer is built by the policy, as SB3 builds its critics' optimizers.
 """
 
+import contextlib
+import io
 from typing import Any
 
 import torch as th
@@ -20,8 +22,9 @@ def _import_d3rlpy() -> Any:
     import torch._dynamo
 
     compiled_autograd = torch._dynamo.config.compiled_autograd
-    import d3rlpy
-    import d3rlpy.models
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        import d3rlpy  # it logs "Register Shimmy environments." on import
+        import d3rlpy.models
 
     th.set_float32_matmul_precision(precision)
     torch._dynamo.config.compiled_autograd = compiled_autograd

@@ -74,6 +74,7 @@ class GMPG(OfflineAlgorithm):
     :param download: let Minari download a missing dataset
     :param critic: a trained critic (or model, or saved model path) to reuse
     :param precision: "auto" (TF32 on CUDA, fp32 on CPU), "fp32", "tf32" or "bf16" autocast, during ``learn``
+    :param torch_threads: torch's CPU threads during ``learn`` (None: as they are; 1 on a shared machine)
     :param policy_kwargs: policy arguments (``generative_model``, ``net_arch``, ``n_sampling_steps``, ...)
     :param stats_window_size: unused offline
     :param tensorboard_log: tensorboard folder
@@ -117,6 +118,7 @@ class GMPG(OfflineAlgorithm):
         download: bool = False,
         critic: Any = None,
         precision: str = "auto",
+        torch_threads: int | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -159,6 +161,7 @@ class GMPG(OfflineAlgorithm):
             download=download,
             critic=critic,
             precision=precision,
+            torch_threads=torch_threads,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
@@ -289,7 +292,7 @@ class GMPG(OfflineAlgorithm):
         self: SelfGMPG,
         total_timesteps: int,
         callback: MaybeCallback = None,
-        log_interval: int | None = 100,
+        log_interval: int | None = 5000,
         tb_log_name: str = "GMPG",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
