@@ -2,9 +2,7 @@
 
 import os
 
-from sb3_generative._quiet import quiet_imports
-
-quiet_imports()  # before SB3 imports gym: see _quiet.py
+from sb3_generative import _quiet  # noqa: F401 - first, before SB3 imports gym (see _quiet.py)
 
 from sb3_generative.common.datasets import DatasetError, OfflineData, load_offline_data, normalized_score
 from sb3_generative.critics.iql import IQLCritic

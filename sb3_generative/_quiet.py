@@ -20,3 +20,6 @@ def quiet_imports() -> None:
             importlib.import_module("gym")
         except ImportError:
             pass
+
+
+quiet_imports()

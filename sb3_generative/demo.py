@@ -142,9 +142,8 @@ def main() -> None:
     eval_env = make_vec_env("Pendulum-v1", n_envs=10, seed=123)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=10)  # make_vec_env wraps each env in Monitor
     print(f"GMPO return {mean:.1f} +- {std:.1f} against the dataset's {data_returns.mean():.1f} ({time.time() - start:.0f} s)")
-    print(
-        f"Files: the model {os.path.abspath(args.out)}.zip; the dataset {DEMO_DATASET_ID} under {os.environ['MINARI_DATASETS_PATH']}"
-    )
+    print(f"Files: the model {os.path.abspath(args.out)}.zip")
+    print(f"       the dataset {DEMO_DATASET_ID} under {os.environ['MINARI_DATASETS_PATH']}")
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ def _train_critic(algo: str, env_id: str, entry: dict[str, Any], path: str, seed
     import inspect
 
     cls = ALGORITHMS[algo]
-    accepted = set(inspect.signature(cls.__init__).parameters)
+    accepted = set(inspect.signature(cls).parameters)
     kwargs = {k: v for k, v in entry.items() if k in accepted and k not in ZOO_KEYS}
     if isinstance(kwargs.get("policy_kwargs"), str):
         kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"])  # as RL Zoo reads its own YAML (the user's file)

@@ -58,7 +58,9 @@ def test_a_model_trains_on_the_made_data(made: str) -> None:
 
 
 def test_the_command_line() -> None:
-    result = subprocess.run([sys.executable, "-m", "sb3_generative.data", "d4rl-style", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_generative.data", "d4rl-style", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "--replay" in result.stdout and "--steps" in result.stdout
     with pytest.raises(SystemExit, match="medium-replay datasets come from a recorded SAC replay"):
         main(["d4rl-style", "--root", "unused", "--tasks", "hopper", "--levels", "medium-replay"])

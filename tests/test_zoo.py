@@ -133,8 +133,13 @@ def _hopper_arrays(tmp_path) -> str:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(0)
     n = 64
     path = tmp_path / "hopper.npz"
-    np.savez(path, observations=rng.normal(size=(n, 11)).astype(np.float32), actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
-             rewards=rng.normal(size=n).astype(np.float32), terminals=np.arange(n) % 32 == 31)  # fmt: skip
+    np.savez(
+        path,
+        observations=rng.normal(size=(n, 11)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
+        rewards=rng.normal(size=n).astype(np.float32),
+        terminals=np.arange(n) % 32 == 31,
+    )
     return str(path)
 
 
