@@ -37,6 +37,14 @@ def test_example_runs(script: str, extra: list[str], expected: str, tmp_path) ->
         assert (tmp_path / "learning_curve.png").stat().st_size > 1000
 
 
+def test_quick_start_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """README's quick start, at a tiny budget: data made by the package, GMPO, EvalCallback, save, load."""
+    args = [os.path.join(EXAMPLES, "quick_start.py"), "--steps", "4", "--critic-steps", "4", "--data-steps", "300"]
+    result = run_offline([*args, "--root", str(tmp_path / "minari")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "D4RL-normalised" in result.stdout and (tmp_path / "gmpo_hopper.zip").exists()
+
+
 def test_demo_main_job_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """README's first command: the embedded default job (here with a tiny budget)."""
     args = ["-m", "sb3_generative.demo", "--steps", "20", "--critic-steps", "20", "--episodes", "2"]

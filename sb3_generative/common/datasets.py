@@ -537,6 +537,9 @@ def check_against_spaces(
 def locomotion_reward_scale(data: OfflineData, multiplier: float = 1000.0) -> float:
     """IQL's locomotion reward scaling factor ``multiplier / (max episode return - min episode return)``.
 
+    d3rlpy's ``ReturnBasedRewardScaler`` computes the same factor, but from an ``MDPDataset`` (which drops the last
+    transition of every truncated episode) and by a Python loop over transitions: 2.3 s for 1M steps against 7 ms here.
+
     :param data: the data
     :param multiplier: numerator (IQL: 1000)
     :return: the factor (1.0 when all episodes have the same return)
@@ -575,6 +578,9 @@ def normalized_score(
     ref_max_score: float | None = None,
 ) -> np.ndarray:
     """D4RL-normalised score ``100 * (R - ref_min) / (ref_max - ref_min)``.
+
+    ``minari.get_normalized_score(dataset, R)`` is the same fraction without the factor 100, but needs the dataset
+    object; a saved model keeps only the two reference returns, so the formula is applied here.
 
     :param returns: episode return(s)
     :param dataset: an :class:`OfflineData`, a Minari dataset or id holding ``ref_min_score``/``ref_max_score``

@@ -798,6 +798,8 @@ def _process_alive(pid: int) -> bool:
 
 
 def _recover_env(data: OfflineData) -> gym.Env | None:
+    # MinariDataset.recover_environment() is gym.make(env_spec); the spec is kept in OfflineData so that a dataset
+    # re-opened from its id, a file or arrays all take this one path
     try:
         return gym.make(data.env_spec)
     except Exception as error:  # the dataset's env may need packages the user lacks: spaces from the data then
