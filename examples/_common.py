@@ -23,10 +23,11 @@ def dataset_or_demo(dataset: str | None) -> str:
     os.environ.setdefault("MINARI_DATASETS_PATH", os.path.join(tempfile.gettempdir(), "sb3_generative_demo"))
     import minari
 
-    from sb3_generative.demo import DEMO_DATASET_ID, make_minari_dataset, pendulum_episodes
+    from sb3_generative.demo import DEMO_DATASET_ID, make_minari_dataset, pendulum_episodes, pendulum_reference_scores
 
     if DEMO_DATASET_ID not in minari.list_local_datasets():
-        make_minari_dataset(DEMO_DATASET_ID, pendulum_episodes(20))
+        low, high = pendulum_reference_scores()
+        make_minari_dataset(DEMO_DATASET_ID, pendulum_episodes(20), ref_min_score=low, ref_max_score=high)
     return DEMO_DATASET_ID
 
 

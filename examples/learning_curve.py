@@ -1,4 +1,5 @@
-"""Train with EvalCallback and plot the learning curve (PNG) from its evaluations.npz.
+"""Train with EvalCallback and plot the learning curve (PNG) from its evaluations.npz, in D4RL-normalised scores
+(the dataset's reference returns: 0 a random policy, 100 an expert) when the dataset stores them.
 
 python examples/learning_curve.py --steps 3000        # needs matplotlib (pip install -e ".[plots]")
 """
@@ -38,11 +39,13 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+normalised = model.ref_min_score is not None and model.ref_max_score is not None
+scores = model.normalized_score(returns) if normalised else returns
 plt.figure(figsize=(6, 4))
-plt.plot(steps, returns.mean(axis=1), marker="o", label="GMPO")
-plt.fill_between(steps, returns.min(axis=1), returns.max(axis=1), alpha=0.2)
+plt.plot(steps, scores.mean(axis=1), marker="o", label="GMPO")
+plt.fill_between(steps, scores.min(axis=1), scores.max(axis=1), alpha=0.2)
 plt.xlabel("policy gradient steps")
-plt.ylabel("evaluation return")
+plt.ylabel("D4RL-normalised score" if normalised else "evaluation return (no reference returns stored)")
 plt.legend()
 plt.tight_layout()
 png = os.path.join(args.out, "learning_curve.png")

@@ -74,6 +74,29 @@ def pendulum_episodes(n_episodes: int = 4, seed: int = 0, length: int = 200, noi
     return episodes
 
 
+def pendulum_reference_scores(n_episodes: int = 10, seed: int = 10_000) -> tuple[float, float]:
+    """Reference returns for normalised scores: uniformly random actions (score 0) and the controller without its
+    random actions (score 100), as D4RL defines them with a random and an expert policy.
+
+    :param n_episodes: episodes of each
+    :param seed: seed of their resets and noise
+    """
+    random_returns = [_episode_return(1.0, seed + k) for k in range(n_episodes)]
+    expert_returns = [_episode_return(0.0, seed + k) for k in range(n_episodes)]
+    return float(np.mean(random_returns)), float(np.mean(expert_returns))
+
+
+def _episode_return(noise: float, seed: int, length: int = 200) -> float:
+    env = gym.make("Pendulum-v1", max_episode_steps=length)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(pendulum_controller(obs, rng, noise))
+        total, done = total + float(reward), terminated or truncated
+    return total
+
+
 def make_minari_dataset(dataset_id: str, episodes: list, env_id: str = "Pendulum-v1", **kwargs) -> object:  # type: ignore[no-untyped-def]
     """Write episode buffers as a local Minari dataset (replacing one of the same id).
 
@@ -118,7 +141,8 @@ def main() -> None:
     from sb3_generative import GMPO, load_offline_data
 
     start = time.time()
-    make_minari_dataset(DEMO_DATASET_ID, pendulum_episodes(args.episodes, args.seed))
+    low, high = pendulum_reference_scores()
+    make_minari_dataset(DEMO_DATASET_ID, pendulum_episodes(args.episodes, args.seed), ref_min_score=low, ref_max_score=high)
     data_returns = load_offline_data(DEMO_DATASET_ID).episode_returns()
     print(f"dataset {DEMO_DATASET_ID}: {len(data_returns)} episodes, mean return {data_returns.mean():.1f}")
     model = GMPO(
@@ -141,7 +165,9 @@ def main() -> None:
     model.save(args.out)
     eval_env = make_vec_env("Pendulum-v1", n_envs=10, seed=123)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=10)  # make_vec_env wraps each env in Monitor
+    score, data_score = model.normalized_score(mean), model.normalized_score(data_returns.mean())
     print(f"GMPO return {mean:.1f} +- {std:.1f} against the dataset's {data_returns.mean():.1f} ({time.time() - start:.0f} s)")
+    print(f"normalised (0 random, 100 the noiseless controller): GMPO {score:.1f}, the dataset {data_score:.1f}")
     print(f"Files: the model {os.path.abspath(args.out)}.zip")
     print(f"       the dataset {DEMO_DATASET_ID} under {os.environ['MINARI_DATASETS_PATH']}")
 
