@@ -50,8 +50,12 @@ setup(
             "pandas",
             "matplotlib",
             "seaborn",
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
         ],
         "zoo": ["rl_zoo3>=2.7", "optuna>=3.0", "requests", "pandas"],
+        # export.py: ONNX programs run by onnxruntime
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
         # RL Zoo's plot scripts (rl_zoo3.plots.*) import seaborn and pandas
         "plots": ["matplotlib", "seaborn", "pandas"],
     },

@@ -25,16 +25,24 @@ def run_offline(args: list[str], folder) -> subprocess.CompletedProcess:  # type
         ("sb3_evaluation_loop.py", [], "evaluate_policy(deterministic=False)"),
         ("swap_generative_model.py", [], "icfm: mean return"),
         ("shared_critic.py", [], "trained once: True"),
+        ("export_onnx.py", [], "torch imported: False"),
     ],
 )
 def test_example_runs(script: str, extra: list[str], expected: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     if script == "learning_curve.py":
         pytest.importorskip("matplotlib")
+    if script == "export_onnx.py":
+        pytest.importorskip("onnxruntime")
     result = run_offline([os.path.join(EXAMPLES, script), *TINY_ARGS, "--out", str(tmp_path), *extra], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert expected in result.stdout
     if script == "learning_curve.py":
         assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+    if script == "export_onnx.py":  # the program's actions are predict's
+        lines = result.stdout.splitlines()
+        predicted = [line for line in lines if line.startswith("predict:")][0].split(": ", 1)[1]
+        exported = [line for line in lines if line.startswith("actions")][0].split(": ", 1)[1]
+        assert predicted == exported
 
 
 def test_quick_start_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,69 @@
+"""``predict`` against the exported programs (onnxruntime, TorchScript) on CPU: the same 31-step solve, timed at batch
+1 (a controller's step) and 256, with the paper's network ([512, 256, 128]) on HalfCheetah's sizes.
+
+    OMP_NUM_THREADS=1 python benchmarks/export_speed.py --threads 1 --out benchmarks/results/export_cpu.json
+
+onnxruntime runs with as many intra-op threads as torch, so the figures compare engines, not thread counts.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+
+import numpy as np
+import torch as th
+
+from sb3_generative import GMPO
+from sb3_generative.export import export_onnx, export_torchscript
+from speed import OBS_DIM, arrays, timed  # benchmarks/speed.py, next to this file
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--out", default="benchmarks/results/export_cpu.json")
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    import onnxruntime
+
+    model = GMPO("GenerativePolicy", None, dataset=arrays(), critic_steps=0, seed=0, device="cpu")
+    folder = tempfile.mkdtemp()
+    export_onnx(model, os.path.join(folder, "policy.onnx"))
+    export_torchscript(model, os.path.join(folder, "policy.pt"))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    session = onnxruntime.InferenceSession(os.path.join(folder, "policy.onnx"), options, providers=["CPUExecutionProvider"])
+    scripted = th.jit.load(os.path.join(folder, "policy.pt"))
+    rows, cpu = [], th.device("cpu")
+    for batch in (1, 256):
+        obs = np.random.default_rng(batch).normal(size=(batch, OBS_DIM)).astype(np.float32)
+        obs_t = th.as_tensor(obs)
+        with th.no_grad():
+            times = {
+                "predict": timed(lambda: model.predict(obs, deterministic=True), cpu, args.repeats),
+                "onnxruntime": timed(lambda: session.run(["action"], {"observation": obs}), cpu, args.repeats),
+                "torchscript": timed(lambda: scripted(obs_t), cpu, args.repeats),
+            }
+        row = {"batch": batch, **{f"{k}_ms": round(v * 1e3, 3) for k, v in times.items()}}
+        row.update({f"{k}_speedup": round(times["predict"] / v, 2) for k, v in times.items() if k != "predict"})
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    result = {
+        "command": f"OMP_NUM_THREADS={args.threads} python benchmarks/export_speed.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads",
+        "torch": th.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".tmp", "w") as file:
+        json.dump(result, file, indent=1)
+    os.replace(args.out + ".tmp", args.out)
+
+
+if __name__ == "__main__":
+    main()
