@@ -42,12 +42,13 @@ def main() -> None:
     for batch in (1, 256):
         obs = np.random.default_rng(batch).normal(size=(batch, OBS_DIM)).astype(np.float32)
         obs_t = th.as_tensor(obs)
+        calls = {
+            "predict": lambda obs=obs: model.predict(obs, deterministic=True),
+            "onnxruntime": lambda obs=obs: session.run(["action"], {"observation": obs}),
+            "torchscript": lambda obs_t=obs_t: scripted(obs_t),
+        }
         with th.no_grad():
-            times = {
-                "predict": timed(lambda: model.predict(obs, deterministic=True), cpu, args.repeats),
-                "onnxruntime": timed(lambda: session.run(["action"], {"observation": obs}), cpu, args.repeats),
-                "torchscript": timed(lambda: scripted(obs_t), cpu, args.repeats),
-            }
+            times = {name: timed(call, cpu, args.repeats) for name, call in calls.items()}
         row = {"batch": batch, **{f"{k}_ms": round(v * 1e3, 3) for k, v in times.items()}}
         row.update({f"{k}_speedup": round(times["predict"] / v, 2) for k, v in times.items() if k != "predict"})
         print(json.dumps(row), flush=True)

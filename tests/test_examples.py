@@ -40,8 +40,8 @@ def test_example_runs(script: str, extra: list[str], expected: str, tmp_path) ->
         assert (tmp_path / "learning_curve.png").stat().st_size > 1000
     if script == "export_onnx.py":  # the program's actions are predict's
         lines = result.stdout.splitlines()
-        predicted = [line for line in lines if line.startswith("predict:")][0].split(": ", 1)[1]
-        exported = [line for line in lines if line.startswith("actions")][0].split(": ", 1)[1]
+        predicted = next(line for line in lines if line.startswith("predict:")).split(": ", 1)[1]
+        exported = next(line for line in lines if line.startswith("actions")).split(": ", 1)[1]
         assert predicted == exported
 
 
