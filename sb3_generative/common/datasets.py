@@ -387,7 +387,7 @@ def _as_2d(value: Any, key: str, name: str, flatten: bool = False) -> np.ndarray
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     if flatten and array.ndim > 2:
-        array = array.reshape(array.shape[0], -1)
+        array = array.reshape(array.shape[0], int(np.prod(array.shape[1:])))
     if array.ndim != 2:
         raise DatasetError(f"{key!r} of {name} must be a (N, dim) array, got shape {array.shape} (images are unsupported)")
     if array.shape[1] == 0:

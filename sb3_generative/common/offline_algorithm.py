@@ -35,6 +35,7 @@ from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 
 from sb3_generative.common.buffers import OfflineReplayBuffer
 from sb3_generative.common.checks import check_bool, check_float, check_int, check_learning_rate
+from sb3_generative.common.compile import check_compile_option, compiled
 from sb3_generative.common.datasets import (
     SUPPORTED_SPACES,
     DatasetError,
@@ -66,6 +67,7 @@ from sb3_generative.critics.iql import IQLCritic
 SelfOfflineAlgorithm = TypeVar("SelfOfflineAlgorithm", bound="OfflineAlgorithm")
 #: constructor arguments that are not settings of a saved model (objects, the data, where it runs)
 _NOT_DESCRIBED = (
+    "torch_compile",
     "self",
     "policy",
     "env",
@@ -110,6 +112,9 @@ class OfflineAlgorithm(BaseAlgorithm):
     :param torch_threads: torch's CPU threads during ``learn`` and ``pretrain`` (restored afterwards); None leaves
         torch's setting. On a machine shared with other work use 1: a second thread competing for a busy core made
         the demo's updates 7 times slower (benchmarks/threads.py)
+    :param torch_compile: compile each phase's update and the sampler behind ``predict`` with torch.compile: True
+        for its default mode, or a mode name ("reduce-overhead": CUDA graphs on CUDA); not saved with the model
+        (``load(path, torch_compile=...)`` or :meth:`set_torch_compile` choose again)
     :param policy_kwargs: policy arguments (``generative_model``, ``net_arch``, ``n_sampling_steps``, ...)
     :param stats_window_size: SB3's window for rollout statistics (unused offline)
     :param tensorboard_log: tensorboard log folder
@@ -143,6 +148,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         critic: Any = None,
         precision: str = "auto",
         torch_threads: int | None = None,
+        torch_compile: bool | str = False,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -180,7 +186,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.critic_learning_rate, self.gamma, self.tau, self.expectile = critic_learning_rate, gamma, tau, expectile
         self.normalize_reward, self.normalize_observations = normalize_reward, normalize_observations
         self.clip_actions, self.download = clip_actions, download
-        self.precision, self.torch_threads = precision, torch_threads
+        self.precision, self.torch_threads, self.torch_compile = precision, torch_threads, torch_compile
         self.replay_buffer = None
         self.dataset_source: str | None = None
         self.reward_scale = 1.0
@@ -204,6 +210,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         )
         self.policy = self.policy.to(self.device)
         self._create_aliases()
+        self.set_torch_compile(getattr(self, "torch_compile", False))
         self._train_stats = {}
         self._guard = FiniteGuard(self.policy, self._optimizers(), self._guarded_state, self._restore_guarded_state)
         # random-number states saved with the model, so that a loaded model continues exactly (see save())
@@ -216,6 +223,23 @@ class OfflineAlgorithm(BaseAlgorithm):
         if critic is not None:
             self.load_critic(critic)
 
+    def set_torch_compile(self, mode: bool | str) -> None:
+        """Compile the updates and the sampler (see ``torch_compile``), or go back to eager.
+
+        :param mode: False, True or a torch.compile mode
+        """
+        self.torch_compile = check_compile_option(mode)
+        self.policy.set_torch_compile(mode)
+        self._compiled = {name: compiled(function, mode) for name, function in self._compile_regions().items()}
+
+    def _compile_regions(self) -> dict[str, Any]:
+        """The functions compiled as one region each (GMPO adds its loss, GMPG its losses)."""
+        return {"critic_losses": self.critic.losses}
+
+    def _region(self, name: str, eager: Any) -> Any:
+        """The compiled region ``name`` under ``torch_compile``, else the eager function itself."""
+        return self._compiled[name] if getattr(self, "torch_compile", False) else eager
+
     def _optimizers(self) -> list[th.optim.Optimizer]:
         """Every optimizer of the policy (saved with the model and rolled back by the guard)."""
         return [self.policy.optimizer, self.critic.optimizer]
@@ -225,8 +249,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.critic: IQLCritic = self.policy.critic
 
     def _excluded_save_params(self) -> list[str]:
-        excluded = ["actor", "critic", "_train_stats", "_guard", "_restore_rng_on_learn", "_pending_data"]
-        return [*super()._excluded_save_params(), *excluded, "_pending_critic", "_warned_replay_buffer"]
+        excluded = ["actor", "critic", "_train_stats", "_guard", "_restore_rng_on_learn", "_pending_data", "_compiled"]
+        return [*super()._excluded_save_params(), *excluded, "_pending_critic", "_warned_replay_buffer", "torch_compile"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer", "policy.critic.optimizer"], ["rng_state", "sampler_rng_state"]
@@ -451,7 +475,7 @@ class OfflineAlgorithm(BaseAlgorithm):
     def _critic_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
         """One IQL step: Adam on ``q_loss + v_loss``, then the Polyak update of the target Q."""
         obs, next_obs = self.policy.normalize_obs(batch.observations), self.policy.normalize_obs(batch.next_observations)
-        q_loss, v_loss = self.critic.losses(
+        q_loss, v_loss = self._region("critic_losses", self.critic.losses)(
             obs, batch.actions, batch.rewards, next_obs, batch.dones, gamma=self.gamma, expectile=self.expectile
         )
         self.critic.optimizer.zero_grad(set_to_none=True)
@@ -833,3 +857,4 @@ def _check_common_settings(settings: dict[str, Any]) -> None:
     resolve_precision(settings["precision"], th.device("cpu"))  # an unknown value fails here, not at learn()
     check_policy_kwargs(settings["policy_kwargs"])
     check_int("torch_threads", settings["torch_threads"], allow_none=True)
+    check_compile_option(settings["torch_compile"])

@@ -9,6 +9,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from sb3_generative.common.checks import check_int
+from sb3_generative.common.compile import check_compile_option, compiled
 from sb3_generative.common.optim import optimizer_kwargs
 from sb3_generative.critics.iql import IQLCritic
 from sb3_generative.generative.config import SolveConfig
@@ -167,9 +168,19 @@ class GenerativeActorPolicy(BasePolicy):
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         assert isinstance(observation, th.Tensor)
-        obs = self.normalize_obs(observation)
-        actions = self.actor.sample(obs, noise=self.initial_noise(obs.shape[0], deterministic))
-        return actions.clamp(-1.0, 1.0)
+        noise = self.initial_noise(observation.shape[0], deterministic)
+        return getattr(self, "_sampler", self._sample)(observation, noise)
+
+    def _sample(self, observation: th.Tensor, noise: th.Tensor) -> th.Tensor:
+        """Normalise, solve from ``noise``, clamp to [-1, 1]: the region ``torch_compile`` compiles per batch size."""
+        return self.actor.sample(self.normalize_obs(observation), noise=noise).clamp(-1.0, 1.0)
+
+    def set_torch_compile(self, mode: bool | str) -> None:
+        """Compile the sampler behind ``predict`` (one graph per batch size) or go back to eager; not saved.
+
+        :param mode: False, True or a torch.compile mode
+        """
+        self._sampler = compiled(self._sample, check_compile_option(mode))
 
 
 def check_policy_kwargs(policy_kwargs: dict[str, Any] | None) -> None:

@@ -44,12 +44,24 @@ def exact_divergence(velocity: Velocity, tau: th.Tensor, x: th.Tensor, create_gr
     :return: (v(x), div v(x)) of shapes (B, d) and (B,)
     """
     batch, dim = x.shape
+    if th.compiler.is_compiling():  # torch.compile traces functional transforms, not requires_grad_ on intermediates
+        return _exact_divergence_functional(velocity, tau, x)
     with th.enable_grad():
         x_in = _needs_input_grad(x)
         v = velocity(tau, x_in)
         probes = th.eye(dim, device=x.device, dtype=v.dtype).unsqueeze(1).expand(dim, batch, dim)
         (jac_rows,) = th.autograd.grad(v, x_in, grad_outputs=probes, create_graph=create_graph, is_grads_batched=True)
     # jac_rows[i, b, j] = d v_i / d x_j at row b; the divergence is the sum over i = j
+    return v, th.diagonal(jac_rows, dim1=0, dim2=2).sum(-1)
+
+
+def _exact_divergence_functional(velocity: Velocity, tau: th.Tensor, x: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """:func:`exact_divergence` written with ``torch.func`` (the same products): the form torch.compile captures
+    without graph breaks; the result stays differentiable with respect to the network's parameters."""
+    dim = x.shape[-1]
+    v, vjp_fn = th.func.vjp(lambda x_: velocity(tau, x_), x)  # type: ignore[misc]
+    probes = th.eye(dim, device=x.device, dtype=v.dtype).unsqueeze(1).expand(dim, *x.shape)
+    (jac_rows,) = th.func.vmap(vjp_fn)(probes)
     return v, th.diagonal(jac_rows, dim1=0, dim2=2).sum(-1)
 
 
@@ -65,6 +77,10 @@ def hutchinson_divergence(
     :param probe: Gaussian or Rademacher probes, shape (B, d)
     :return: (v(x), estimate of div v(x))
     """
+    if th.compiler.is_compiling():  # the functional form, as in exact_divergence
+        v, vjp_fn = th.func.vjp(lambda x_: velocity(tau, x_), x)  # type: ignore[misc]
+        (vjp,) = vjp_fn(probe)
+        return v, (vjp * probe).sum(-1)
     with th.enable_grad():
         x_in = _needs_input_grad(x)
         v = velocity(tau, x_in)

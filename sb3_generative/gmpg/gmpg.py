@@ -75,6 +75,8 @@ class GMPG(OfflineAlgorithm):
     :param critic: a trained critic (or model, or saved model path) to reuse
     :param precision: "auto" (TF32 on CUDA, fp32 on CPU), "fp32", "tf32" or "bf16" autocast, during ``learn``
     :param torch_threads: torch's CPU threads during ``learn`` (None: as they are; 1 on a shared machine)
+    :param torch_compile: compile the updates and the sampler with torch.compile (True, or a mode such as
+        "reduce-overhead"); not saved with the model
     :param policy_kwargs: policy arguments (``generative_model``, ``net_arch``, ``n_sampling_steps``, ...)
     :param stats_window_size: unused offline
     :param tensorboard_log: tensorboard folder
@@ -119,6 +121,7 @@ class GMPG(OfflineAlgorithm):
         critic: Any = None,
         precision: str = "auto",
         torch_threads: int | None = None,
+        torch_compile: bool | str = False,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -162,6 +165,7 @@ class GMPG(OfflineAlgorithm):
             critic=critic,
             precision=precision,
             torch_threads=torch_threads,
+            torch_compile=torch_compile,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
@@ -210,9 +214,20 @@ class GMPG(OfflineAlgorithm):
         bc = Phase("bc", "behaviour cloning", self.bc_steps, "bc_steps_done", batch_size, self._bc_step, ("loss",))
         return [bc, *super()._pretrain_phases()]
 
+    def bc_loss(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Behaviour cloning's flow-matching loss on a batch.
+
+        :param observations: states (B, n), as stored
+        :param actions: dataset actions in [-1, 1] (B, d)
+        """
+        return self.actor.per_sample_loss(actions, self.policy.normalize_obs(observations)).mean()
+
+    def _compile_regions(self) -> dict[str, Any]:
+        return {**super()._compile_regions(), "bc_loss": self.bc_loss, "policy_loss": self.policy_loss}
+
     def _bc_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
         """One flow-matching behaviour-cloning step of the actor; after the last one, mu <- pi."""
-        loss = self.actor.per_sample_loss(batch.actions, self.policy.normalize_obs(batch.observations)).mean()
+        loss = self._region("bc_loss", self.bc_loss)(batch.observations, batch.actions)
         self.policy.bc_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.policy.bc_optimizer.step()
@@ -275,7 +290,7 @@ class GMPG(OfflineAlgorithm):
                 weight = part.shape[0] / batch_size
                 # each chunk estimates the KL on its share of the update's KL states; its mean is unbiased, so the
                 # chunks' weighted losses add up to an unbiased estimate of the whole batch's
-                loss, stats = self.policy_loss(part, kl_states=round(kl_total * weight))
+                loss, stats = self._region("policy_loss", self.policy_loss)(part, kl_states=round(kl_total * weight))
                 (loss * weight).backward()  # the chunks' gradients add up to the whole batch's
                 for key, value in stats.items():
                     step_stats[key] = step_stats[key] + weight * value if key in step_stats else weight * value

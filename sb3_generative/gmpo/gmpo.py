@@ -50,6 +50,8 @@ class GMPO(OfflineAlgorithm):
     :param critic: a trained critic (or model, or saved model path) to reuse; skips critic training
     :param precision: "auto" (TF32 on CUDA, fp32 on CPU), "fp32", "tf32" or "bf16" autocast, during ``learn``
     :param torch_threads: torch's CPU threads during ``learn`` (None: as they are; 1 on a shared machine)
+    :param torch_compile: compile the updates and the sampler with torch.compile (True, or a mode such as
+        "reduce-overhead"); not saved with the model
     :param policy_kwargs: policy arguments: ``generative_model`` ("gvp", "vpsde", "icfm"), ``net_arch``,
         ``n_sampling_steps``, ``solver``, ...
     :param stats_window_size: unused offline, kept for SB3 compatibility
@@ -87,6 +89,7 @@ class GMPO(OfflineAlgorithm):
         critic: Any = None,
         precision: str = "auto",
         torch_threads: int | None = None,
+        torch_compile: bool | str = False,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -117,6 +120,7 @@ class GMPO(OfflineAlgorithm):
             critic=critic,
             precision=precision,
             torch_threads=torch_threads,
+            torch_compile=torch_compile,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
@@ -150,6 +154,9 @@ class GMPO(OfflineAlgorithm):
         }
         return loss, stats
 
+    def _compile_regions(self) -> dict[str, Any]:
+        return {**super()._compile_regions(), "policy_loss": self.policy_loss}
+
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """GMPO policy steps: sample, weight by the frozen critic, one Adam step on the weighted matching loss.
 
@@ -160,7 +167,8 @@ class GMPO(OfflineAlgorithm):
         self._update_learning_rate(self.policy.optimizer)
         for _ in range(gradient_steps):
             batch = buffer.sample(batch_size)
-            loss, stats = self.policy_loss(self.policy.normalize_obs(batch.observations), batch.actions)
+            policy_loss = self._region("policy_loss", self.policy_loss)
+            loss, stats = policy_loss(self.policy.normalize_obs(batch.observations), batch.actions)
             self.policy.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             stats["grad_norm"] = grad_norm(self.actor)
