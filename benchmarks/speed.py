@@ -10,6 +10,11 @@ and GMPG's exact divergence as one backward pass per action dimension. On CUDA t
 FLOPs / peak TF32 FLOPs / time) is reported too.
 
     python benchmarks/speed.py --device cpu --threads 2 --out benchmarks/results/speed_cpu.json
+    python benchmarks/speed.py --device cpu --threads 1 --compile True --only-compiled \
+        --out benchmarks/results/compile_cpu.json
+
+With ``--compile MODE`` each update and the sampler are also timed with ``torch_compile=MODE`` against the same model
+eager, at each of ``--precisions``; the compile time (the first call less a steady one) is reported apart.
 """
 
 import argparse
@@ -209,8 +214,7 @@ def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namesp
     assert buffer is not None
 
     def critic_step() -> None:
-        b = buffer.sample(batch)
-        gmpo.critic.update(b.observations, b.actions, b.rewards, b.next_observations, b.dones)
+        gmpo._critic_step(buffer.sample(batch))
 
     gmpg_batch = args.gmpg_batch or batch
     gmpg = GMPG("GenerativePolicy", None, batch_size=gmpg_batch, chunk_size=args.gmpg_chunk, bc_steps=0,
@@ -255,6 +259,75 @@ def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namesp
     return rows
 
 
+# ---------------------------------------------------------------------------------------------------- compiled
+def compiled_rows(setting: str, net_arch: list[int], batch: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each update and the sampler, eager against ``torch_compile`` (one mode), at each precision; compile time apart."""
+    from sb3_generative.common.precision import precision_context
+
+    device, rows = th.device(args.device), []
+    models = {mode: compile_pair_models(net_arch, batch, args, mode) for mode in (False, args.compile)}
+    for precision in args.precisions:
+        for name, calls, rows_per_call, net_evals in compile_cases(models, batch, args):
+            with precision_context(precision, device):
+                start = time.perf_counter()
+                calls[args.compile]()  # the first call compiles
+                first_s = time.perf_counter() - start
+                eager_s, compiled_s = (
+                    timed(calls[False], device, args.repeats),
+                    timed(calls[args.compile], device, args.repeats),
+                )
+            row = {"setting": setting, "what": name, "batch": rows_per_call, "mode": args.compile, "precision": precision,
+                   "eager_ms": round(eager_s * 1e3, 3), "compiled_ms": round(compiled_s * 1e3, 3),
+                   "speed-up": round(eager_s / compiled_s, 2),
+                   "compile_s": round(max(first_s - compiled_s, 0.0), 1)}  # fmt: skip
+            row.update(arithmetic_fraction(models[False][0], name, rows_per_call, net_evals, compiled_s, device))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def compile_pair_models(net_arch: list[int], batch: int, args: argparse.Namespace, mode: Any) -> tuple[GMPO, GMPG]:
+    """A GMPO and a GMPG on the same data and seed, eager (mode False) or compiled."""
+    common = dict(dataset=arrays(), critic_steps=0, critic_batch_size=batch, device=args.device, seed=0,
+                  torch_compile=mode, policy_kwargs=dict(net_arch=net_arch))  # fmt: skip
+    gmpo = GMPO("GenerativePolicy", None, batch_size=batch, beta=3.0, **common).pretrain()
+    gmpg = GMPG("GenerativePolicy", None, batch_size=args.gmpg_batch or batch, bc_steps=0, **common).pretrain()
+    gmpg.critic.requires_grad_(False)
+    return gmpo, gmpg
+
+
+def compile_cases(models: dict[Any, tuple[GMPO, GMPG]], batch: int, args: argparse.Namespace) -> list[tuple]:
+    """(name, {mode: call}, rows per call, network evaluations per row) of each compiled region."""
+    obs1 = arrays()["observations"][:1]
+    obs_big = th.as_tensor(arrays()["observations"][: args.sample_batch], device=args.device)
+    gmpg_batch = args.gmpg_batch or batch
+
+    def per_mode(make: Callable[[GMPO, GMPG], Callable[[], Any]]) -> dict[Any, Callable[[], Any]]:
+        return {mode: make(*pair) for mode, pair in models.items()}
+
+    def sample(model: GMPO) -> Callable[[], Any]:
+        return lambda: model.policy._predict(obs_big, deterministic=True)
+
+    return [
+        ("GMPO policy update", per_mode(lambda gmpo, _: lambda: gmpo.train(1, batch)), batch, 3.0),
+        ("IQL critic update", per_mode(lambda gmpo, _: lambda: gmpo._critic_step(gmpo.replay_buffer.sample(batch))),
+         batch, 0.0),
+        ("GMPG behaviour-cloning step", per_mode(lambda _, gmpg: lambda: gmpg._bc_step(gmpg.replay_buffer.sample(batch))),
+         batch, 3.0),
+        ("GMPG update (default kl_batch_size)", per_mode(lambda _, gmpg: lambda: gmpg.train(1, gmpg_batch)), gmpg_batch, 0.0),
+        ("predict, 1 observation", per_mode(lambda gmpo, _: lambda: gmpo.predict(obs1, deterministic=True)), 1, 31.0),
+        (f"sample {args.sample_batch} observations", per_mode(lambda gmpo, _: sample(gmpo)), args.sample_batch, 31.0),
+    ]  # fmt: skip
+
+
+def arithmetic_fraction(gmpo: GMPO, name: str, rows: int, net_evals: float, seconds: float, device: th.device) -> dict:
+    """The fraction of the GPU's dense TF32 peak that the actor's FLOPs reach (CUDA only)."""
+    peak = next((v for k, v in PEAK_TF32_FLOPS.items() if device.type == "cuda" and k in th.cuda.get_device_name()), None)
+    if not peak or not net_evals:
+        return {}
+    return {"arithmetic_limit_fraction": round(flops_per_row(gmpo.actor) * rows * net_evals / peak / seconds, 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
@@ -265,10 +338,17 @@ def main() -> None:
     parser.add_argument("--gmpg-chunk", type=int, default=None, help="GMPG chunk size")
     parser.add_argument("--sample-batch", type=int, default=4096)
     parser.add_argument("--out", default=None, help="JSON file for the rows")
+    parser.add_argument("--compile", default=None, help="also time torch_compile in this mode (True: default) against eager")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "tf32", "bf16"])
+    parser.add_argument("--only-compiled", action="store_true", help="skip the plain-eager reference rows")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
+    if args.compile in ("True", "true", "default"):
+        args.compile = True
     settings = {"small": ([256, 256], 256), "paper": ([512, 256, 128], 4096)}
-    rows = [r for name in args.settings for r in measure(name, *settings[name], args)]
+    rows = [] if args.only_compiled else [r for name in args.settings for r in measure(name, *settings[name], args)]
+    if args.compile:
+        rows += [r for name in args.settings for r in compiled_rows(name, *settings[name], args)]
     write_result("speed.py", args, rows)
 
 
