@@ -332,7 +332,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--settings", nargs="+", default=["small", "paper"], choices=["small", "paper"])
+    parser.add_argument("--settings", nargs="+", default=["small", "paper"], choices=["tiny", "small", "paper"],
+                        help="tiny ([16, 16], batch 32) only checks that every row runs")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=50, help="timed calls at most (fewer for slow ones)")
     parser.add_argument("--gmpg-batch", type=int, default=None, help="GMPG states per update (default: the setting's)")
     parser.add_argument("--gmpg-chunk", type=int, default=None, help="GMPG chunk size")
@@ -345,7 +346,7 @@ def main() -> None:
     th.set_num_threads(args.threads)
     if args.compile in ("True", "true", "default"):
         args.compile = True
-    settings = {"small": ([256, 256], 256), "paper": ([512, 256, 128], 4096)}
+    settings = {"tiny": ([16, 16], 32), "small": ([256, 256], 256), "paper": ([512, 256, 128], 4096)}
     rows = [] if args.only_compiled else [r for name in args.settings for r in measure(name, *settings[name], args)]
     if args.compile:
         rows += [r for name in args.settings for r in compiled_rows(name, *settings[name], args)]
