@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch as th
 
 from sb3_generative import GMPO
 from sb3_generative.export import export_onnx, export_torchscript
-from speed import OBS_DIM, arrays, timed  # benchmarks/speed.py, next to this file
+from speed import OBS_DIM, arrays, timed, write_json  # benchmarks/speed.py, next to this file
 
 
 def main() -> None:
@@ -53,17 +52,9 @@ def main() -> None:
         row.update({f"{k}_speedup": round(times["predict"] / v, 2) for k, v in times.items() if k != "predict"})
         print(json.dumps(row), flush=True)
         rows.append(row)
-    result = {
-        "command": f"OMP_NUM_THREADS={args.threads} python benchmarks/export_speed.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads",
-        "torch": th.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "rows": rows,
-    }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".tmp", "w") as file:
-        json.dump(result, file, indent=1)
-    os.replace(args.out + ".tmp", args.out)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads"
+    prefix = f"OMP_NUM_THREADS={args.threads} "
+    write_json(args.out, "export_speed.py", machine, rows, prefix, onnxruntime=onnxruntime.__version__)
 
 
 if __name__ == "__main__":

@@ -356,18 +356,33 @@ def main() -> None:
 def write_result(script: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """Write the rows with the command and the machine to ``args.out`` (if given) as JSON."""
     device_name = th.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    write_json(args.out, script, f"{device_name}, {os.cpu_count()} cores, {args.threads} torch threads", rows)
+
+
+def write_json(out: str | None, script: str, machine: str, rows: list[dict[str, Any]], prefix: str = "", **extra: Any) -> None:
+    """Write a benchmark's rows with its command, the machine and the versions to ``out`` (if given) as JSON, whole
+    (a temporary file moved over an earlier result).
+
+    :param out: the JSON file (None: nothing written)
+    :param script: the script's file name
+    :param machine: a description of the machine
+    :param rows: the figures
+    :param prefix: what precedes the command (environment variables)
+    :param extra: further versions or settings to record
+    """
     result = {
-        "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
-        "machine": f"{device_name}, {os.cpu_count()} cores, {args.threads} torch threads",
+        "command": f"{prefix}python benchmarks/{script} " + " ".join(sys.argv[1:]),
+        "machine": machine,
         "torch": th.__version__,
         "sb3_generative": sb3_generative.__version__,
+        **extra,
         "rows": rows,
     }
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out + ".tmp", "w") as file:  # written whole, then moved over an earlier result
+    if out:
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        with open(out + ".tmp", "w") as file:
             json.dump(result, file, indent=2)
-        os.replace(args.out + ".tmp", args.out)
+        os.replace(out + ".tmp", out)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ import multiprocessing
 import os
 import platform
 import statistics
-import sys
 import time
 from typing import Any
 
 import torch as th
 
 from sb3_generative import GMPO
-from speed import arrays  # benchmarks/speed.py, next to this file
+from speed import arrays, write_json  # benchmarks/speed.py, next to this file
 
 SIZES = {
     "demo": dict(batch_size=256, policy_kwargs=dict(net_arch=[128, 128], critic_net_arch=[64, 64])),
@@ -82,16 +81,8 @@ def main() -> None:
             stop.set()
             if busy is not None:
                 busy.join()
-    result = {
-        "command": "OMP_NUM_THREADS=1 python benchmarks/threads.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "torch": th.__version__,
-        "rows": rows,
-    }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".tmp", "w") as file:  # written whole, then moved over an earlier result
-        json.dump(result, file, indent=1)
-    os.replace(args.out + ".tmp", args.out)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    write_json(args.out, "threads.py", machine, rows, prefix="OMP_NUM_THREADS=1 ")
 
 
 if __name__ == "__main__":

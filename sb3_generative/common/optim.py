@@ -22,8 +22,3 @@ def optimizer_kwargs(optimizer_class: type[th.optim.Optimizer], kwargs: dict[str
     if optimizer_class in FUSABLE and "fused" not in kwargs and "foreach" not in kwargs:
         kwargs["fused"] = True
     return kwargs
-
-
-def adam(params: Any, learning_rate: float) -> th.optim.Adam:
-    """Fused Adam on ``params`` (see :func:`optimizer_kwargs`)."""
-    return th.optim.Adam(params, lr=learning_rate, **optimizer_kwargs(th.optim.Adam))
