@@ -268,6 +268,8 @@ def compiled_rows(setting: str, net_arch: list[int], batch: int, args: argparse.
     models = {mode: compile_pair_models(net_arch, batch, args, mode) for mode in (False, args.compile)}
     for precision in args.precisions:
         for name, calls, rows_per_call, net_evals in compile_cases(models, batch, args):
+            if args.skip and any(word in name for word in args.skip):
+                continue
             with precision_context(precision, device):
                 start = time.perf_counter()
                 calls[args.compile]()  # the first call compiles
@@ -342,6 +344,7 @@ def main() -> None:
     parser.add_argument("--compile", default=None, help="also time torch_compile in this mode (True: default) against eager")
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "tf32", "bf16"])
     parser.add_argument("--only-compiled", action="store_true", help="skip the plain-eager reference rows")
+    parser.add_argument("--skip", nargs="*", default=[], help="leave out the compiled rows whose name contains a word")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     if args.compile in ("True", "true", "default"):
