@@ -214,7 +214,7 @@ def measure(setting: str, net_arch: list[int], batch: int, args: argparse.Namesp
     assert buffer is not None
 
     def critic_step() -> None:
-        gmpo._critic_step(buffer.sample(batch))
+        gmpo.critic_step(buffer.sample(batch))
 
     gmpg_batch = args.gmpg_batch or batch
     gmpg = GMPG("GenerativePolicy", None, batch_size=gmpg_batch, chunk_size=args.gmpg_chunk, bc_steps=0,
@@ -308,13 +308,13 @@ def compile_cases(models: dict[Any, tuple[GMPO, GMPG]], batch: int, args: argpar
         return {mode: make(*pair) for mode, pair in models.items()}
 
     def sample(model: GMPO) -> Callable[[], Any]:
-        return lambda: model.policy._predict(obs_big, deterministic=True)
+        return lambda: model.policy(obs_big, deterministic=True)
 
     return [
         ("GMPO policy update", per_mode(lambda gmpo, _: lambda: gmpo.train(1, batch)), batch, 3.0),
-        ("IQL critic update", per_mode(lambda gmpo, _: lambda: gmpo._critic_step(gmpo.replay_buffer.sample(batch))),
+        ("IQL critic update", per_mode(lambda gmpo, _: lambda: gmpo.critic_step(gmpo.replay_buffer.sample(batch))),
          batch, 0.0),
-        ("GMPG behaviour-cloning step", per_mode(lambda _, gmpg: lambda: gmpg._bc_step(gmpg.replay_buffer.sample(batch))),
+        ("GMPG behaviour-cloning step", per_mode(lambda _, gmpg: lambda: gmpg.bc_step(gmpg.replay_buffer.sample(batch))),
          batch, 3.0),
         ("GMPG update (default kl_batch_size)", per_mode(lambda _, gmpg: lambda: gmpg.train(1, gmpg_batch)), gmpg_batch, 0.0),
         ("predict, 1 observation", per_mode(lambda gmpo, _: lambda: gmpo.predict(obs1, deterministic=True)), 1, 31.0),

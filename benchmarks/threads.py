@@ -54,7 +54,7 @@ def measure(size: str, threads: int, seconds: float) -> dict[str, float]:
     model = GMPO("GenerativePolicy", None, dataset=arrays(), critic_steps=0, seed=0, device="cpu", **settings).pretrain()
     buffer = model.replay_buffer
     assert buffer is not None
-    critic = steps_per_second(lambda: model._critic_step(buffer.sample(model.batch_size)), seconds)
+    critic = steps_per_second(lambda: model.critic_step(buffer.sample(model.batch_size)), seconds)
     gmpo = steps_per_second(lambda: model.train(1, model.batch_size), seconds)
     return {"critic_steps_per_s": round(critic, 1), "gmpo_steps_per_s": round(gmpo, 1)}
 

@@ -110,8 +110,7 @@ def _algo(args: list[str]) -> str | None:
 def zoo_arguments(command: str, args: list[str]) -> list[str]:
     """The Zoo's own arguments for one of our commands: ``optimize`` is ``train -optimize``, training uses our
     packaged YAML unless ``-conf``/``--conf-file`` is given, and torch runs one CPU thread unless ``--num-threads``
-    says otherwise (a second thread competing with other work for a core slowed the updates up to tenfold,
-    benchmarks/results/threads_cpu.json).
+    says otherwise (a second thread competing with other work for a core slows the updates several times).
 
     :param command: "train", "enjoy" or "optimize"
     :param args: the remaining command-line arguments

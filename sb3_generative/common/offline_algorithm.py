@@ -110,8 +110,7 @@ class OfflineAlgorithm(BaseAlgorithm):
     :param precision: precision of the training updates: "auto" (TF32 matrix products on CUDA, fp32 on CPU),
         "fp32", "tf32" or "bf16" (autocast); applied during ``learn`` only
     :param torch_threads: torch's CPU threads during ``learn`` and ``pretrain`` (restored afterwards); None leaves
-        torch's setting. On a machine shared with other work use 1: a second thread competing for a busy core made
-        the demo's updates 7 times slower (benchmarks/threads.py)
+        torch's setting. On a machine shared with other work use 1
     :param torch_compile: compile each phase's update and the sampler behind ``predict`` with torch.compile: True
         for its default mode, or a mode name ("reduce-overhead": CUDA graphs on CUDA); not saved with the model
         (``load(path, torch_compile=...)`` or :meth:`set_torch_compile` choose again)
@@ -472,8 +471,12 @@ class OfflineAlgorithm(BaseAlgorithm):
         ):
             raise ValueError("The critic was trained with other observation statistics (normalize_observations differs)")
 
-    def _critic_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
-        """One IQL step: Adam on ``q_loss + v_loss``, then the Polyak update of the target Q."""
+    def critic_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
+        """One IQL step: Adam on ``q_loss + v_loss``, then the Polyak update of the target Q (the critic phase's step).
+
+        :param batch: a minibatch of the dataset
+        :return: the detached losses (no host synchronisation)
+        """
         obs, next_obs = self.policy.normalize_obs(batch.observations), self.policy.normalize_obs(batch.next_observations)
         q_loss, v_loss = self._region("critic_losses", self.critic.losses)(
             obs, batch.actions, batch.rewards, next_obs, batch.dones, gamma=self.gamma, expectile=self.expectile
@@ -496,7 +499,7 @@ class OfflineAlgorithm(BaseAlgorithm):
             self.critic_steps,
             "critic_steps_done",
             self.critic_batch_size or self.batch_size,
-            self._critic_step,
+            self.critic_step,
             ("q_loss", "v_loss"),
         )
 

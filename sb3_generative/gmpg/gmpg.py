@@ -211,7 +211,7 @@ class GMPG(OfflineAlgorithm):
     def _pretrain_phases(self) -> list[Phase]:
         """Behaviour cloning of mu (then copied into pi and frozen), then the IQL critic."""
         batch_size = self.bc_batch_size or self.critic_batch_size or self.batch_size
-        bc = Phase("bc", "behaviour cloning", self.bc_steps, "bc_steps_done", batch_size, self._bc_step, ("loss",))
+        bc = Phase("bc", "behaviour cloning", self.bc_steps, "bc_steps_done", batch_size, self.bc_step, ("loss",))
         return [bc, *super()._pretrain_phases()]
 
     def bc_loss(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
@@ -225,8 +225,13 @@ class GMPG(OfflineAlgorithm):
     def _compile_regions(self) -> dict[str, Any]:
         return {**super()._compile_regions(), "bc_loss": self.bc_loss, "policy_loss": self.policy_loss}
 
-    def _bc_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
-        """One flow-matching behaviour-cloning step of the actor; after the last one, mu <- pi."""
+    def bc_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
+        """One flow-matching behaviour-cloning step of the actor (the behaviour-cloning phase's step); after the last
+        one, mu <- pi.
+
+        :param batch: a minibatch of the dataset
+        :return: the detached loss (no host synchronisation)
+        """
         loss = self._region("bc_loss", self.bc_loss)(batch.observations, batch.actions)
         self.policy.bc_optimizer.zero_grad(set_to_none=True)
         loss.backward()
