@@ -111,16 +111,11 @@ def evaluate(model: Any, dataset: str, episodes: int, seed: int) -> np.ndarray:
     :param seed: seed of the environments
     :return: episode returns
     """
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-
+    from sb3_generative.common.evaluation import evaluate as evaluate_model
     from sb3_generative.zoo import register_d4rl_style_envs
 
     register_d4rl_style_envs()
-    env = make_vec_env(f"D4RLStyle/{dataset}-v0", n_envs=episodes, seed=10_000 + seed)
-    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
-    env.close()
-    return np.asarray(returns, dtype=np.float64)
+    return evaluate_model(model, f"D4RLStyle/{dataset}-v0", episodes, seeds=[seed]).returns[0]
 
 
 class Recorder:

@@ -109,9 +109,15 @@ class PlainIQL:
     def step(self, batch: int) -> float:
         idx = th.as_tensor(np.random.randint(0, len(self.data["rewards"]), batch))
         b = {k: v[idx].to(self.device) for k, v in self.data.items()}
-        q_loss, v_loss = self.critic.update(
+        q_loss, v_loss = self.critic.losses(
             b["observations"], b["actions"], b["rewards"].unsqueeze(-1), b["next_observations"], b["dones"].unsqueeze(-1)
         )
+        self.critic.optimizer.zero_grad()
+        (q_loss + v_loss).backward()
+        self.critic.optimizer.step()
+        with th.no_grad():  # SB3's Polyak update, two kernels per tensor
+            for target, online in zip(self.critic.targ_q_funcs.parameters(), self.critic.q_funcs.parameters()):
+                target.mul_(1 - 0.005).add_(online, alpha=0.005)
         return q_loss.item() + v_loss.item()
 
 

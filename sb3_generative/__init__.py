@@ -6,6 +6,7 @@ from sb3_generative import _quiet  # noqa: F401 - first, before SB3 imports gym 
 
 from sb3_generative.common.datasets import DatasetError, OfflineData, load_offline_data, normalized_score
 from sb3_generative.critics.iql import IQLCritic
+from sb3_generative.common.evaluation import Evaluation, evaluate
 from sb3_generative.common.policies import GenerativeActorPolicy
 from sb3_generative.generative.config import SolveConfig
 from sb3_generative.gmpg import GMPG, GMPGPolicy
@@ -18,6 +19,7 @@ __all__ = [
     "GMPG",
     "GMPO",
     "DatasetError",
+    "Evaluation",
     "GMPGPolicy",
     "GenerativeActorPolicy",
     "GenerativePolicy",
@@ -26,6 +28,7 @@ __all__ = [
     "OfflineData",
     "SolveConfig",
     "__version__",
+    "evaluate",
     "load_offline_data",
     "normalized_score",
 ]

@@ -47,3 +47,14 @@ def test_evaluate_policy_model_and_bare_policy(trained) -> None:  # type: ignore
     for predictor in (trained, trained.policy):
         mean, std = evaluate_policy(predictor, env, n_eval_episodes=2)
         assert -2000 < mean <= 0 and std >= 0
+
+
+def test_evaluate_plays_episodes_per_seed_and_normalises(trained) -> None:  # type: ignore[no-untyped-def]
+    from sb3_generative import evaluate
+
+    result = evaluate(trained, "Pendulum-v1", n_eval_episodes=3, seeds=[0, 1])
+    assert result.returns.shape == (2, 3) and result.scores is not None
+    np.testing.assert_allclose(result.scores, 100 * (result.returns + 1500.0) / (1500.0 - 150.0))
+    again = evaluate(trained, "Pendulum-v1", n_eval_episodes=3, seeds=[0, 1])
+    np.testing.assert_array_equal(again.returns, result.returns)  # seeded: the same episodes
+    assert result.per_seed().shape == (2,) and result.mean_score == pytest.approx(result.scores.mean())
