@@ -194,10 +194,20 @@ def train_critic(job: Job, args: argparse.Namespace) -> None:
     with ``--set`` / ``--gmpo-set`` overrides."""
     params = hyperparameters("gmpo", job.dataset, args.budget, args.overrides.get("gmpo", {}))
     model = build("gmpo", job, params, args, critic=None)
-    model.pretrain(log_interval=max(1, params["critic_steps"] // 10))
+    log_training(model, job.folder(args.out), 0)
+    model.pretrain(log_interval=max(1, params["critic_steps"] // 20))
     model.save(critic_path(args, job.dataset, job.seed))
     average = float(model.normalized_score(dataset_returns(model)).mean())
     mark_done(job.folder(args.out), {"critic_steps": params["critic_steps"], "dataset_average": average})
+
+
+def log_training(model: Any, folder: str, start: int) -> None:
+    """Write a run's training statistics (``critic/*``, ``bc/*``, ``train/*``: GMPG's Q, KL, log pi, log mu and share
+    of actions outside the box, GMPO's clamped share and effective sample size) to ``train_from_<start>.csv`` beside
+    its evaluations, one file per (re)start, so that a collapse shows without reloading checkpoints."""
+    from stable_baselines3.common.logger import CSVOutputFormat, Logger
+
+    model.set_logger(Logger(folder, [CSVOutputFormat(os.path.join(folder, f"train_from_{start}.csv"))]))
 
 
 def dataset_returns(model: Any) -> np.ndarray:
@@ -243,6 +253,7 @@ def train_policy(job: Job, args: argparse.Namespace) -> None:
         model = build(job.algo, job, params, args, critic=critic_path(args, job.dataset, job.seed))
     recorder = Recorder(job, args.out, args.eval_episodes, model.normalized_score)
     recorder.truncate(model.num_timesteps if os.path.exists(checkpoint) else -1)
+    log_training(model, folder, model.num_timesteps)
     if not os.path.exists(checkpoint) and job.algo == "gmpg":
         model.pretrain()  # behaviour cloning: the starting point GMPG must improve on, scored at step 0
         recorder.record(model, 0)
@@ -257,7 +268,8 @@ def train_policy(job: Job, args: argparse.Namespace) -> None:
             return True
 
     if points:
-        model.learn(total - model.num_timesteps, callback=Evaluate(), reset_num_timesteps=False, log_interval=None)
+        log_interval = max(1, total // 50)  # 50 rows of training statistics per run
+        model.learn(total - model.num_timesteps, callback=Evaluate(), reset_num_timesteps=False, log_interval=log_interval)
     mark_done(folder, {"n_timesteps": total, "params": {k: repr(v) for k, v in params.items()}})
 
 

@@ -78,6 +78,15 @@ def test_score_table_with_every_method_and_the_d3rlpy_reference(hopper_medium: s
     assert "iql-d3rlpy" in table and "Final score" in table and "Best evaluation" in table
     assert "| hopper-medium |" in table and "—" not in table.split("### Best")[0].split("hopper-medium")[1].split("\n")[0]
     assert os.path.exists(os.path.join(out, "curves_hopper-medium.png"))
+    # training statistics beside the scores: a collapse shows without reloading checkpoints
+    run = os.path.join(out, "runs", "{}", "hopper-medium", "seed0", "train_from_0.csv")
+    for method, key in (
+        ("gmpg-gvp", "train/outside_box_fraction"),
+        ("gmpo-gvp", "train/weight_ess"),
+        ("critic", "critic/q_loss"),
+    ):
+        logged = read_rows(run.format(method))
+        assert logged and key in logged[-1] and np.isfinite(float(logged[-1][key])), method
 
 
 def test_a_killed_run_resumes_where_it_stopped(hopper_medium: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -52,6 +52,9 @@ def test_gmpo_weights_follow_the_advantage(trained: GMPO) -> None:
     expected = (th.exp(2.0 * advantage).clamp(max=1.5) * matching).mean()
     assert th.allclose(loss, expected)
     assert stats["weight_clamped_fraction"] == pytest.approx((th.exp(2.0 * advantage) > 1.5).float().mean().item())
+    clamped = th.exp(2.0 * advantage).clamp(max=1.5)
+    assert stats["weight_ess"] == pytest.approx((clamped.sum() ** 2 / (clamped**2).sum() / 64).item(), rel=1e-5)
+    assert 1 / 64 <= stats["weight_ess"] <= 1.0
     trained.critic.zero_grad(set_to_none=True)
     loss.backward()
     assert all(p.grad is None for p in trained.critic.parameters())  # weights carry no gradient

@@ -12,8 +12,16 @@ from sb3_generative import GMPG
 from tests.helpers import ALGOS, make_model
 
 POLICY_KEYS = {
-    "GMPO": ("train/policy_loss", "train/weight_clamped_fraction", "train/grad_norm"),
-    "GMPG": ("train/policy_loss", "train/q", "train/kl", "train/log_pi", "train/log_mu", "train/grad_norm"),
+    "GMPO": ("train/policy_loss", "train/weight_clamped_fraction", "train/weight_ess", "train/grad_norm"),
+    "GMPG": (
+        "train/policy_loss",
+        "train/q",
+        "train/kl",
+        "train/log_pi",
+        "train/log_mu",
+        "train/outside_box_fraction",
+        "train/grad_norm",
+    ),  # fmt: skip
 }
 
 

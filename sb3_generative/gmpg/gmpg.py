@@ -273,6 +273,8 @@ class GMPG(OfflineAlgorithm):
             "kl": kl.detach().mean(),
             "log_pi": log_pi.detach().mean(),
             "log_mu": log_mu.detach().mean(),
+            # the critic was trained on actions in [-1, 1]; predict clamps there: pi's samples beyond it are off-data
+            "outside_box_fraction": (actions.detach().abs() > 1.0).float().mean(),
         }
         return loss, stats
 

@@ -151,6 +151,9 @@ class GMPO(OfflineAlgorithm):
             "weight": weights.mean(),
             "clamped_weight": clamped.mean(),
             "weight_clamped_fraction": (weights > self.weight_clamp).float().mean(),
+            # Kish's effective sample size of the clamped weights, as a fraction of the batch: 1 for equal weights,
+            # 1/B when one sample carries them all
+            "weight_ess": clamped.sum() ** 2 / (clamped.square().sum() * clamped.numel()).clamp(min=1e-30),
         }
         return loss, stats
 
