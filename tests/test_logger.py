@@ -21,7 +21,7 @@ POLICY_KEYS = {
         "train/log_mu",
         "train/outside_box_fraction",
         "train/grad_norm",
-    ),  # fmt: skip
+    ),
 }
 
 
