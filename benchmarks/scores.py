@@ -419,6 +419,72 @@ def write_table(args: argparse.Namespace, rows: list[dict[str, Any]], methods: l
     print("\n".join(lines))
 
 
+def score_matrices(rows: list[dict[str, Any]], methods: list[str], datasets: list[str], best: bool) -> dict[str, Any]:
+    """Per method, the final (or best) score of each finished run as a (seeds, datasets) matrix, for the methods with
+    a finished run of every seed they have on every dataset (rliable's stratified bootstrap needs full matrices)."""
+    matrices = {}
+    for method in methods:
+        per_run: dict[tuple[str, int], list[float]] = {}
+        for row in rows:
+            if row["method"] == method and row["finished"]:
+                per_run.setdefault((row["dataset"], int(row["seed"])), []).append(float(row["score_mean"]))
+        seeds = sorted({seed for _, seed in per_run})
+        if seeds and all((d, s) in per_run for d in datasets for s in seeds):
+            pick = max if best else (lambda values: values[-1])
+            matrices[method] = np.array([[pick(per_run[d, s]) for d in datasets] for s in seeds])
+    return matrices
+
+
+def write_statistics(args: argparse.Namespace, rows: list[dict[str, Any]], methods: list[str], datasets: list[str]) -> None:
+    """``statistics.md`` and ``performance_profile.png``: the interquartile mean over datasets and seeds with 95%
+    stratified-bootstrap confidence intervals (rliable, Agarwal et al. 2021), for the final and the best evaluation."""
+    try:
+        from rliable import library as rly
+        from rliable import metrics
+    except ImportError as error:  # the stats extra (pip install -e ".[stats]")
+        print(f"statistics skipped: rliable is not installed ({error})")
+        return
+    lines = ["Interquartile mean of D4RL-normalised scores over datasets and seeds, 95% stratified-bootstrap "
+             f"confidence intervals (rliable, {args.bootstrap} resamples); datasets: {', '.join(datasets)}.", "",
+             "| method | runs | final (last evaluation) | best evaluation (optimistic) |", "|---|---|---|---|"]  # fmt: skip
+    cells: dict[str, list[str]] = {}
+    for best in (False, True):
+        matrices = score_matrices(rows, methods, datasets, best)
+        if not matrices:
+            continue
+        points, intervals = rly.get_interval_estimates(matrices, lambda m: np.array([metrics.aggregate_iqm(m)]),
+                                                       reps=args.bootstrap)  # fmt: skip
+        for method, matrix in matrices.items():
+            low, high = intervals[method][:, 0]
+            cells.setdefault(method, [str(matrix.size)]).append(f"{points[method][0]:.1f} [{low:.1f}, {high:.1f}]")
+        if not best:
+            plot_profile(args, matrices)
+    lines += [f"| {method} | " + " | ".join(values) + " |" for method, values in cells.items() if len(values) == 3]
+    with open(os.path.join(args.out, "statistics.md"), "w") as file:
+        file.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def plot_profile(args: argparse.Namespace, matrices: dict[str, Any]) -> None:
+    """The performance profile of the final scores: the share of runs above each score, with bootstrap bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+    from rliable import plot_utils
+
+    thresholds = np.linspace(0.0, 120.0, 61)
+    profiles, bands = rly.create_performance_profile(matrices, thresholds, reps=args.bootstrap)
+    figure, axis = plt.subplots(figsize=(6, 4))
+    plot_utils.plot_performance_profiles(profiles, thresholds, performance_profile_cis=bands, ax=axis,
+                                         xlabel=r"D4RL-normalised score $\tau$")  # fmt: skip
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(os.path.join(args.out, "performance_profile.png"), dpi=100)
+    plt.close(figure)
+
+
 def plot_curves(args: argparse.Namespace, rows: list[dict[str, Any]], methods: list[str], datasets: list[str]) -> None:
     """``curves_<dataset>.png``: mean normalised score over seeds against steps, one line per method."""
     import matplotlib
@@ -485,6 +551,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="benchmarks/out/scores")
     parser.add_argument("--report-only", action="store_true", help="rebuild the table and plots from what is there")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the confidence intervals")
     args = parser.parse_args(argv)
 
     def pairs(items: list[str]) -> dict[str, Any]:
@@ -521,6 +588,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = collect(args, runs)
     write_table(args, rows, methods, args.datasets)
     plot_curves(args, rows, methods, args.datasets)
+    write_statistics(args, rows, methods, args.datasets)
 
 
 if __name__ == "__main__":

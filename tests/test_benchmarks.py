@@ -16,7 +16,7 @@ from tests.conftest import make_minari_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SETTINGS = [
-    "--budget", "1e-5", "--evals", "2", "--eval-episodes", "2", "--device", "cpu", "--jobs", "1",
+    "--budget", "1e-5", "--evals", "2", "--bootstrap", "50", "--eval-episodes", "2", "--device", "cpu", "--jobs", "1",
     "--set", "batch_size=16", "critic_batch_size=16", "policy_kwargs=dict(net_arch=[16, 16], emb_dim=16)",
     "--gmpg-set", "bc_batch_size=16", "chunk_size=8", "n_gradient_steps=2",
 ]  # fmt: skip
@@ -78,6 +78,9 @@ def test_score_table_with_every_method_and_the_d3rlpy_reference(hopper_medium: s
     assert "iql-d3rlpy" in table and "Final score" in table and "Best evaluation" in table
     assert "| hopper-medium |" in table and "—" not in table.split("### Best")[0].split("hopper-medium")[1].split("\n")[0]
     assert os.path.exists(os.path.join(out, "curves_hopper-medium.png"))
+    statistics = open(os.path.join(out, "statistics.md")).read()  # rliable's IQM with bootstrap intervals
+    assert "| gmpg-gvp | 1 |" in statistics and "| iql-d3rlpy | 1 |" in statistics
+    assert os.path.getsize(os.path.join(out, "performance_profile.png")) > 1000
     # training statistics beside the scores: a collapse shows without reloading checkpoints
     run = os.path.join(out, "runs", "{}", "hopper-medium", "seed0", "train_from_0.csv")
     for method, key in (
