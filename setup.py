@@ -54,12 +54,15 @@ setup(
             "onnxruntime>=1.18",
             "rliable>=1.2",
             "pandas<3",  # rliable 1.2 pins arch<8, whose import fails with pandas 3
+            "ray>=2.9",
         ],
         "zoo": ["rl_zoo3>=2.7", "optuna>=3.0", "requests", "pandas"],
         # export.py: ONNX programs run by onnxruntime
         "export": ["onnx>=1.16", "onnxruntime>=1.18"],
         # benchmarks/scores.py's statistics: IQM with stratified-bootstrap intervals, performance profiles
         "stats": ["rliable>=1.2", "pandas<3", "matplotlib"],
+        # benchmarks/scores.py --ray / --ray-address: each run a Ray task, locally or on a cluster
+        "cluster": ["ray>=2.9"],
         # RL Zoo's plot scripts (rl_zoo3.plots.*) import seaborn and pandas
         "plots": ["matplotlib", "seaborn", "pandas"],
     },

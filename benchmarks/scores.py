@@ -523,6 +523,9 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], list[Job]]:
 
 
 def run_all(args: argparse.Namespace, jobs: list[Job]) -> None:
+    if args.ray or args.ray_address:
+        run_on_ray(args, jobs)
+        return
     if args.jobs == 1:
         for job in jobs:
             print(run_job(job, args), flush=True)
@@ -530,6 +533,27 @@ def run_all(args: argparse.Namespace, jobs: list[Job]) -> None:
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         for line in pool.map(run_job, jobs, [args] * len(jobs)):
             print(line, flush=True)
+
+
+def run_on_ray(args: argparse.Namespace, jobs: list[Job]) -> None:
+    """Each job a Ray task with the CPU threads (and the GPU share) it needs, on a local Ray instance or an existing
+    cluster (``--ray-address``); results go to ``--out`` as without Ray (on a cluster: a folder every node sees), and
+    a job found done is skipped, so the table resumes as before."""
+    import ray
+
+    if not ray.is_initialized():  # the workers import this script's module from its folder (the same checkout)
+        paths = [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]
+        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}}
+        if args.ray_address:
+            ray.init(address=args.ray_address, runtime_env=env, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(args.jobs, args.threads), runtime_env=env, include_dashboard=False, log_to_driver=False)
+    gpus = args.gpu_share if str(args.device).startswith("cuda") else 0
+    task = ray.remote(num_cpus=args.threads, num_gpus=gpus)(run_job)
+    pending = [task.remote(job, args) for job in jobs]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        print(ray.get(done[0]), flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -552,6 +576,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="benchmarks/out/scores")
     parser.add_argument("--report-only", action="store_true", help="rebuild the table and plots from what is there")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the confidence intervals")
+    parser.add_argument("--ray", action="store_true", help="run each job as a Ray task on a local Ray instance")
+    parser.add_argument("--ray-address", default=None, help="run the jobs on this existing Ray cluster ('auto', ...)")
+    parser.add_argument("--gpu-share", type=float, default=0.25, help="GPU fraction a Ray task asks for on CUDA")
     args = parser.parse_args(argv)
 
     def pairs(items: list[str]) -> dict[str, Any]:

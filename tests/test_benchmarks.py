@@ -140,3 +140,20 @@ def test_gmpg_cost_table_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert row["batch"] == 8
     for name in ("gmpg_default", "pathwise_sample_and_q_only", "gmpg_kl_on_every_state"):
         assert row[f"{name}_ms"] > 0 and row[f"{name}_in_gmpo_updates"] > 0
+
+
+def test_score_table_as_ray_tasks(hopper_medium: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("ray")
+    import ray
+
+    scores = load_scores()
+    out = str(tmp_path / "ray_scores")
+    args = ["--datasets", "hopper-medium", "--seeds", "0", "--algos", "gmpo", "--models", "gvp", "--no-reference",
+            "--out", out, "--ray", *TINY_SETTINGS]  # fmt: skip
+    try:
+        scores.main(args)  # two tasks: the shared critic, then the GMPO run
+    finally:
+        ray.shutdown()
+    rows = read_rows(os.path.join(out, "scores.csv"))
+    assert {row["method"] for row in rows} == {"gmpo-gvp"} and all(row["finished"] == "True" for row in rows)
+    assert os.path.exists(os.path.join(out, "runs", "critic", "hopper-medium", "seed0", "done.json"))
