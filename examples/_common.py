@@ -4,6 +4,8 @@ import argparse
 import os
 import tempfile
 
+from sb3_generative import GMPO
+
 
 def example_parser(description: str) -> argparse.ArgumentParser:
     """Arguments every example takes: a Minari dataset (default: the package's demo data), its env, a budget."""
@@ -32,6 +34,13 @@ def dataset_or_demo(dataset: str | None) -> str:
 
 
 SMALL = dict(batch_size=256, critic_batch_size=256, policy_kwargs=dict(net_arch=[128, 128], critic_net_arch=[64, 64]))
+
+
+def small_gmpo(args: argparse.Namespace) -> GMPO:
+    """The examples' GMPO: small networks, the demo's beta and learning rate, on the chosen (or demo) dataset."""
+    dataset = dataset_or_demo(args.dataset)
+    return GMPO("GenerativePolicy", args.env, dataset=dataset, beta=0.05, learning_rate=1e-3, critic_steps=args.critic_steps,
+                seed=0, **SMALL)  # fmt: skip
 
 
 def env_id_of(model: object, env_id: str | None) -> str:

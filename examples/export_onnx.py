@@ -8,23 +8,13 @@ import subprocess
 import sys
 
 import numpy as np
-from _common import SMALL, dataset_or_demo, example_parser
+from _common import example_parser, small_gmpo
 
-from sb3_generative import GMPO
 from sb3_generative.export import export_onnx
 
 parser = example_parser(__doc__)
 args = parser.parse_args()
-model = GMPO(
-    "GenerativePolicy",
-    args.env,
-    dataset=dataset_or_demo(args.dataset),
-    beta=0.05,
-    learning_rate=1e-3,
-    critic_steps=args.critic_steps,
-    seed=0,
-    **SMALL,
-).learn(args.steps)
+model = small_gmpo(args).learn(args.steps)
 path = os.path.join(args.out, "policy.onnx")
 export_onnx(model, path)
 obs = np.random.default_rng(0).normal(size=(4, model.observation_space.shape[0])).astype(np.float32)

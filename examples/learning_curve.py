@@ -7,26 +7,16 @@ python examples/learning_curve.py --steps 3000        # needs matplotlib (pip in
 import os
 
 import numpy as np
-from _common import SMALL, dataset_or_demo, env_id_of, example_parser
+from _common import env_id_of, example_parser, small_gmpo
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_generative import GMPO
 
 parser = example_parser(__doc__)
 parser.add_argument("--eval-freq", type=int, default=500)
 args = parser.parse_args()
 
-model = GMPO(
-    "GenerativePolicy",
-    args.env,
-    dataset=dataset_or_demo(args.dataset),
-    beta=0.05,
-    learning_rate=1e-3,
-    critic_steps=args.critic_steps,
-    seed=0,
-    **SMALL,
-)
+model = small_gmpo(args)
 log_path = os.path.join(args.out, "gmpo_eval")
 eval_env = make_vec_env(env_id_of(model, args.env), n_envs=5, seed=1)
 model.learn(args.steps, callback=EvalCallback(eval_env, eval_freq=args.eval_freq, n_eval_episodes=5, log_path=log_path))

@@ -4,7 +4,7 @@ python examples/sb3_evaluation_loop.py --model gmpo_model.zip
 """
 
 import gymnasium as gym
-from _common import SMALL, dataset_or_demo, env_id_of, example_parser
+from _common import env_id_of, example_parser, small_gmpo
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -18,16 +18,7 @@ if args.model:
     model = GMPO.load(args.model)
     env_id = args.env
 else:
-    model = GMPO(
-        "GenerativePolicy",
-        args.env,
-        dataset=dataset_or_demo(args.dataset),
-        beta=0.05,
-        learning_rate=1e-3,
-        critic_steps=args.critic_steps,
-        seed=0,
-        **SMALL,
-    ).learn(args.steps)
+    model = small_gmpo(args).learn(args.steps)
     env_id = env_id_of(model, args.env)
 
 # 1. the plain Gymnasium loop every SB3 user has written
