@@ -67,11 +67,11 @@ def evaluate(
     rows = []
     for seed in seeds:
         vec_env = make_vec_env(env, n_envs=n_eval_episodes, seed=SEED_OFFSET + int(seed))
-        returns, _ = evaluate_policy(
+        episode_returns, _ = evaluate_policy(
             model, vec_env, n_eval_episodes=n_eval_episodes, deterministic=deterministic, return_episode_rewards=True
         )
         vec_env.close()
-        rows.append(np.asarray(returns, dtype=np.float64))
-    returns = np.stack(rows)
+        rows.append(np.asarray(episode_returns, dtype=np.float64))
+    table = np.stack(rows)
     known = getattr(model, "ref_min_score", None) is not None and getattr(model, "ref_max_score", None) is not None
-    return Evaluation(returns, model.normalized_score(returns) if known else None)
+    return Evaluation(table, model.normalized_score(table) if known else None)
