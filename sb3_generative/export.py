@@ -75,7 +75,12 @@ class SamplerProgram(nn.Module):
         return action.reshape((-1, *self.action_shape))
 
     def _solve(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
-        """The fixed-grid solve from tau = 0 to 1, unrolled; each step evaluates the network at constant times."""
+        """The fixed-grid solve from tau = 0 to 1, unrolled; each step evaluates the network at constant times.
+
+        Not ``actor.sample``: its precomputed plan repeats the states by the batch size (``repeat`` with a Python
+        int), which a trace would record as a constant and so fix the program's batch. Here every tensor takes its
+        batch from the observation by broadcasting, and the steps are the same solver functions on the same grid.
+        """
         actor, config = self.actor, self.config.with_defaults(self.actor.n_sampling_steps, self.actor.solver)
         cond = actor.net.cond_embed(obs)
         ones = obs[:, 0] * 0.0 + 1.0  # (B,) without shape operators

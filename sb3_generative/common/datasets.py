@@ -218,10 +218,6 @@ def from_npz(path: str) -> OfflineData:
     return from_arrays(arrays, name=path)
 
 
-class _TooLarge(DatasetError):
-    pass
-
-
 def check_npz_sizes(path: str) -> None:
     """Refuse an ``.npz`` whose array headers declare more data than its members hold, before anything is allocated.
 
@@ -238,13 +234,13 @@ def check_npz_sizes(path: str) -> None:
                     shape, _, dtype = read_header(member)  # the header only
                 declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
                 if declared > info.file_size:
-                    raise _TooLarge(
+                    raise DatasetError(
                         f"{path!r}: array {info.filename!r} declares shape {shape} ({declared:,} bytes) but holds "
                         f"{info.file_size:,} bytes; refused before allocating"
                     )
-    except _TooLarge:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        if isinstance(error, DatasetError):
+            raise
         return  # not a readable archive: np.load says so with its own message
 
 

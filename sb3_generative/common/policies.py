@@ -100,6 +100,12 @@ class GenerativeActorPolicy(BasePolicy):
             self.action_dim,
             self.generative_model,
             parameterization=parameterization or self.parameterization,
+            **self._actor_architecture(),
+        )
+
+    def _actor_architecture(self) -> dict[str, Any]:
+        """The generative network's sizes and sampler: what the actor, mu and a saved policy are built from."""
+        return dict(
             net_arch=self.net_arch,
             time_embed_dim=self.time_embed_dim,
             cond_embed_dim=self.cond_embed_dim,
@@ -132,12 +138,7 @@ class GenerativeActorPolicy(BasePolicy):
                 lr_schedule=self._dummy_schedule,
                 generative_model=self.generative_model,
                 parameterization=self.parameterization,
-                net_arch=self.net_arch,
-                time_embed_dim=self.time_embed_dim,
-                cond_embed_dim=self.cond_embed_dim,
-                emb_dim=self.emb_dim,
-                n_sampling_steps=self.n_sampling_steps,
-                solver=self.solver,
+                **self._actor_architecture(),
                 critic_net_arch=self.critic_net_arch,
                 n_critics=self.n_critics,
                 critic_learning_rate=self.critic_learning_rate,
