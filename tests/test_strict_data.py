@@ -152,3 +152,18 @@ def test_hdf5_declaring_more_than_it_stores_is_refused(tmp_path) -> None:  # typ
     write_hdf5(path, observations=sparse)
     with pytest.raises(DatasetError, match=r"'observations' declares shape \(1000000000, 3\).*refused before allocating"):
         load_offline_data(str(path))
+
+
+def test_an_npz_using_zip_features_numpy_never_writes_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays())
+    raw = bytearray(buffer.getvalue())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers: "encrypted"
+        start = 0
+        while (start := raw.find(signature, start)) >= 0:
+            raw[start + flags_at] |= 0x01
+            start += 4
+    path = tmp_path / "encrypted.npz"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match="Cannot read .* as an .npz archive"):
+        load_offline_data(str(path))

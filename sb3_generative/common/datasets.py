@@ -213,7 +213,7 @@ def from_npz(path: str) -> OfflineData:
             raise ValueError(f"it holds a single {type(loaded).__name__} (an .npy file?), not an archive of named arrays")
         with loaded as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as error:
         raise DatasetError(f"Cannot read {path!r} as an .npz archive of arrays: {error}") from error
     return from_arrays(arrays, name=path)
 
@@ -238,6 +238,8 @@ def check_npz_sizes(path: str) -> None:
                         f"{path!r}: array {info.filename!r} declares shape {shape} ({declared:,} bytes) but holds "
                         f"{info.file_size:,} bytes; refused before allocating"
                     )
+    except (NotImplementedError, RuntimeError) as error:  # zip features numpy never writes (encryption, methods)
+        raise DatasetError(f"Cannot read {path!r} as an .npz archive of arrays: {error}") from error
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         if isinstance(error, DatasetError):
             raise
