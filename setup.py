@@ -14,7 +14,7 @@ setup(
     name="sb3_generative",
     packages=[package for package in find_packages() if package.startswith("sb3_generative")],
     package_data={
-        "sb3_generative": ["py.typed", "version.txt", "zoo_configs/*.yml"],
+        "sb3_generative": ["py.typed", "version.txt", "zoo_configs/*.yml", "zoo_configs/cpu/*.yml"],
         "sb3_generative.data": ["behaviour_policies/*.npz", "behaviour_policies/sources.json"],
     },
     entry_points={

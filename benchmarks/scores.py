@@ -1,16 +1,19 @@
-"""The paper's score table, reproducible by one command: {GMPO, GMPG} x {vpsde, gvp, icfm} x datasets x seeds,
-beside d3rlpy's own IQL on the same files, seeds and critic step budget.
+"""The paper's score table, reproducible by one command: {GMPO, GMPG} x generative models x datasets x seeds,
+beside d3rlpy's own IQL on the same files and seeds.
 
-Hyperparameters come from ``zoo_configs/{gmpo,gmpg}.yml`` (the paper's, per dataset); ``--budget`` scales every
-step count (policy, critic, behaviour cloning) by one factor and ``--set`` overrides values for a small machine.
-Each (dataset, seed) trains one IQL critic, shared by all of its GMPO and GMPG runs as in the paper. Every run is
+Hyperparameters come from a preset of YAML files: ``--preset paper`` (``zoo_configs/{gmpo,gmpg}.yml``, the paper's
+per-task values and GPU-scale budgets, all three models) or ``--preset cpu`` (``zoo_configs/cpu/``, one recipe for
+every dataset that fits a 2-core CPU, the model its YAML names). ``--budget`` scales every step count (policy,
+critic, behaviour cloning) by one factor and ``--set`` overrides values. Each (dataset, seed) trains one IQL critic,
+shared by all of its GMPO and GMPG runs as in the paper. Every run is
 evaluated ``--evals`` times with ``--eval-episodes`` episodes played in parallel (one vectorised environment per
 episode, one batched ``predict`` per step), and writes its evaluations and a checkpoint after each one: a killed
 command continues where it stopped when run again with the same arguments. Runs go ``--jobs`` at a time in
-separate processes (on a GPU they share it). The output folder gets ``scores.csv`` (every evaluation),
-``scores.md`` (final and best scores, mean ± std over seeds, beside the data's own average) and
-``curves_<dataset>.png``.
+separate processes (on a GPU they share it), or as Ray tasks (``--ray``, ``--ray-address``). The output folder gets
+``scores.csv`` (every evaluation), ``scores.md`` (final and best scores, mean ± std over seeds, beside the data's own
+average), ``statistics.md`` and ``performance_profile.png`` (rliable) and ``curves_<dataset>.png``.
 
+    python benchmarks/scores.py --preset cpu --seeds 0 1 --jobs 2 --device cpu --iql-steps 100000
     python benchmarks/scores.py --datasets hopper-medium --seeds 0 1 --budget 0.01 --jobs 2 --device cpu \\
         --set batch_size=256 critic_batch_size=256 "policy_kwargs=dict(net_arch=[256, 256])"
 
@@ -34,9 +37,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo_configs")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sb3_generative", "zoo_configs")
+#: the YAML folders: the paper's per-task values, and the recipe for a 2-core CPU (one recipe for every dataset)
+PRESETS = {"paper": CONFIG_DIR, "cpu": os.path.join(CONFIG_DIR, "cpu")}
 DATASETS = [f"{task}-{level}" for task in ("halfcheetah", "hopper", "walker2d") for level in
             ("medium", "medium-replay", "medium-expert")]  # fmt: skip
+#: the datasets ``sb3-generative-data d4rl-style --replay`` can make (no walker2d medium-replay recording exists)
+LOCAL_DATASETS = [d for d in DATASETS if d != "walker2d-medium-replay"]
+MODELS = ["vpsde", "gvp", "icfm"]
 EVAL_FIELDS = ["step", "wall_s", "return_mean", "return_std", "score_mean", "score_std"]
 IQL = "iql-d3rlpy"
 
@@ -68,16 +76,19 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def hyperparameters(algo: str, dataset: str, budget: float, overrides: dict[str, Any]) -> dict[str, Any]:
+def hyperparameters(
+    algo: str, dataset: str, budget: float, overrides: dict[str, Any], preset: str = "paper"
+) -> dict[str, Any]:
     """Constructor arguments and ``n_timesteps`` of one run: the YAML entry, steps scaled by ``budget``, overrides.
 
     :param algo: "gmpo" or "gmpg"
     :param dataset: e.g. "hopper-medium"
     :param budget: factor on ``n_timesteps``, ``critic_steps`` and ``bc_steps``
     :param overrides: values replacing the YAML's (``policy_kwargs`` entries are merged)
+    :param preset: "paper" (``zoo_configs/``) or "cpu" (``zoo_configs/cpu/``)
     :return: hyperparameters, ``policy_kwargs`` as a dict
     """
-    with open(os.path.join(CONFIG_DIR, f"{algo}.yml")) as file:
+    with open(os.path.join(PRESETS[preset], f"{algo}.yml")) as file:
         config = yaml.safe_load(file)
     params = dict(config[f"D4RLStyle/{dataset}-v0"])
     params["policy_kwargs"] = parse_value(params.get("policy_kwargs", "dict()"))
@@ -192,7 +203,7 @@ def critic_path(args: argparse.Namespace, dataset: str, seed: int) -> str:
 def train_critic(job: Job, args: argparse.Namespace) -> None:
     """The IQL critic of a (dataset, seed): the GMPO entry's critic settings (the paper's GMPG entries have the same),
     with ``--set`` / ``--gmpo-set`` overrides."""
-    params = hyperparameters("gmpo", job.dataset, args.budget, args.overrides.get("gmpo", {}))
+    params = hyperparameters("gmpo", job.dataset, args.budget, args.overrides.get("gmpo", {}), args.preset)
     model = build("gmpo", job, params, args, critic=None)
     log_training(model, job.folder(args.out), 0)
     model.pretrain(log_interval=max(1, params["critic_steps"] // 20))
@@ -242,7 +253,7 @@ def train_policy(job: Job, args: argparse.Namespace) -> None:
 
     from sb3_generative import GMPG, GMPO
 
-    params = hyperparameters(job.algo, job.dataset, args.budget, args.overrides.get(job.algo, {}))
+    params = hyperparameters(job.algo, job.dataset, args.budget, args.overrides.get(job.algo, {}), args.preset)
     params["policy_kwargs"]["generative_model"] = job.model
     folder, total = job.folder(args.out), params["n_timesteps"]
     checkpoint = os.path.join(folder, "checkpoint.zip")
@@ -280,8 +291,8 @@ def train_iql(job: Job, args: argparse.Namespace) -> None:
 
     from sb3_generative.common.datasets import load_offline_data, locomotion_reward_scale, normalized_score
 
-    params = hyperparameters("gmpo", job.dataset, args.budget, {})
-    total, data = params["critic_steps"], load_offline_data(params["dataset"])
+    params = hyperparameters("gmpo", job.dataset, args.budget, {}, args.preset)
+    total, data = args.iql_steps or params["critic_steps"], load_offline_data(params["dataset"])
     folder = job.folder(args.out)
     state_path = os.path.join(folder, "checkpoint.json")  # names the last complete checkpoint and its step
     d3rlpy.seed(job.seed)
@@ -402,7 +413,7 @@ def write_table(args: argparse.Namespace, rows: list[dict[str, Any]], methods: l
     cadence = f"every {args.eval_freq} steps" if args.eval_freq else f"{args.evals} evaluations per run"
     overrides = "; ".join(f"{algo}: {values}" for algo, values in args.overrides.items() if values) or "none"
     lines = [
-        f"Budget {args.budget} of the paper's steps; overrides {overrides}; {args.eval_episodes} episodes per "
+        f"Preset {args.preset}, budget {args.budget} of its steps; overrides {overrides}; {args.eval_episodes} episodes per "
         f"evaluation, {cadence}. Entries: mean ± std over seeds (number of seeds).",
         "",
     ]
@@ -516,10 +527,24 @@ def plot_curves(args: argparse.Namespace, rows: list[dict[str, Any]], methods: l
 def plan(args: argparse.Namespace) -> tuple[list[Job], list[Job]]:
     """The critic jobs (first) and the jobs that need them."""
     critics = [Job("critic", d, s) for d in args.datasets for s in args.seeds]
-    runs = [Job("policy", d, s, a, m) for d in args.datasets for s in args.seeds for a in args.algos for m in args.models]
+    runs = [Job("policy", d, s, a, m) for d in args.datasets for s in args.seeds for a in args.algos
+            for m in models(args, a, d)]  # fmt: skip
     if args.reference:
         runs += [Job("iql", d, s) for d in args.datasets for s in args.seeds]
     return critics, runs
+
+
+def models(args: argparse.Namespace, algo: str, dataset: str) -> list[str]:
+    """The generative models of an algorithm's runs: ``--models``, else the one its YAML entry names."""
+    if args.models:
+        return list(args.models)
+    return [hyperparameters(algo, dataset, 1.0, {}, args.preset)["policy_kwargs"].get("generative_model", "vpsde")]
+
+
+def method_names(args: argparse.Namespace) -> list[str]:
+    """The table's columns: each algorithm's models (in the order of ``MODELS``), then d3rlpy's IQL."""
+    names = [f"{a}-{m}" for a in args.algos for m in MODELS if any(m in models(args, a, d) for d in args.datasets)]
+    return names + ([IQL] if args.reference else [])
 
 
 def run_all(args: argparse.Namespace, jobs: list[Job]) -> None:
@@ -559,8 +584,13 @@ def run_on_ray(args: argparse.Namespace, jobs: list[Job]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="*", default=["gmpo", "gmpg"], choices=["gmpo", "gmpg"])
-    parser.add_argument("--models", nargs="+", default=["vpsde", "gvp", "icfm"], choices=["vpsde", "gvp", "icfm"])
-    parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS),
+                        help="paper: the paper's per-task values; cpu: one recipe for a 2-core CPU")  # fmt: skip
+    parser.add_argument("--models", nargs="+", default=None, choices=MODELS,
+                        help="generative models to run (default: the paper preset all three, cpu its YAML's)")  # fmt: skip
+    parser.add_argument("--datasets", nargs="+", default=None, choices=DATASETS,
+                        help="default: all nine (paper), the eight that can be made locally (cpu)")  # fmt: skip
+    parser.add_argument("--iql-steps", type=int, default=None, help="d3rlpy IQL's steps (default: the critic's)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=1.0, help="factor on every step count of the YAML")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override for both algorithms")
@@ -580,6 +610,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ray-address", default=None, help="run the jobs on this existing Ray cluster ('auto', ...)")
     parser.add_argument("--gpu-share", type=float, default=0.25, help="GPU fraction a Ray task asks for on CUDA")
     args = parser.parse_args(argv)
+    if args.models is None and args.preset == "paper":
+        args.models = list(MODELS)
+    if args.datasets is None:
+        args.datasets = list(DATASETS if args.preset == "paper" else LOCAL_DATASETS)
 
     def pairs(items: list[str]) -> dict[str, Any]:
         return {k: parse_value(v) for k, v in (item.split("=", 1) for item in items)}
@@ -611,7 +645,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only:
         run_all(args, critics)
         run_all(args, runs)
-    methods = [f"{a}-{m}" for a in args.algos for m in args.models] + ([IQL] if args.reference else [])
+    methods = method_names(args)
     rows = collect(args, runs)
     write_table(args, rows, methods, args.datasets)
     plot_curves(args, rows, methods, args.datasets)

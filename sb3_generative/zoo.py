@@ -4,10 +4,12 @@ RL Zoo validates ``--algo`` against its ``ALGOS`` dict before importing any plug
 ``python -m rl_zoo3.train --algo gmpo`` cannot work (argparse rejects the
 unknown choice before any ``--gym-packages`` module is imported). This wrapper registers GMPO and GMPG in
 ``rl_zoo3.ALGOS`` (the dict every Zoo module shares) and their Optuna samplers in ``HYPERPARAMS_SAMPLER``, then
-runs the Zoo's own ``train`` / ``enjoy``. Without ``-conf``, our packaged YAML for the algorithm is used. All Zoo
-options work; ``n_timesteps``, ``--eval-freq``, ``--save-freq`` and ``-n`` count gradient steps.
+runs the Zoo's own ``train`` / ``enjoy``. Without ``-conf``, our packaged YAML for the algorithm is used: the paper's
+per-task values, or with ``--preset cpu`` one recipe for every dataset that fits a 2-core CPU. All Zoo options
+work; ``n_timesteps``, ``--eval-freq``, ``--save-freq`` and ``-n`` count gradient steps.
 
     sb3-generative-zoo train --algo gmpo --env Hopper-v4 --eval-freq 10000 --eval-episodes 10
+    sb3-generative-zoo train --algo gmpg --env D4RLStyle/hopper-medium-v0 --preset cpu
     sb3-generative-zoo enjoy --algo gmpo --env Hopper-v4 -f logs --load-best
     sb3-generative-zoo optimize --algo gmpo --env Hopper-v4 --n-trials 20 --storage sqlite:///gmpo.db
     sb3-generative-zoo plot -a gmpo gmpg -e D4RLStyle/hopper-medium-v0 -f logs --no-display -o results
@@ -26,6 +28,8 @@ from sb3_generative.gmpo import GMPO
 
 ALGORITHMS = {"gmpo": GMPO, "gmpg": GMPG}
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo_configs")
+#: ``--preset``: the folder of its YAML files
+PRESETS = {"paper": CONFIG_DIR, "cpu": os.path.join(CONFIG_DIR, "cpu")}
 COMMANDS = ("train", "enjoy", "optimize", "plot")
 #: RL Zoo YAML keys that configure the Zoo itself, not the algorithm's constructor
 ZOO_KEYS = ("n_timesteps", "policy", "normalize", "n_envs", "env_wrapper", "frame_stack", "callback", "env_kwargs")
@@ -109,20 +113,24 @@ def _algo(args: list[str]) -> str | None:
 
 def zoo_arguments(command: str, args: list[str]) -> list[str]:
     """The Zoo's own arguments for one of our commands: ``optimize`` is ``train -optimize``, training uses our
-    packaged YAML unless ``-conf``/``--conf-file`` is given, and torch runs one CPU thread unless ``--num-threads``
-    says otherwise (a second thread competing with other work for a core slows the updates several times).
+    packaged YAML (``--preset paper``, the default, or ``cpu``) unless ``-conf``/``--conf-file`` is given, and torch
+    runs one CPU thread unless ``--num-threads`` says otherwise (a second thread competing with other work for a core
+    slows the updates several times).
 
     :param command: "train", "enjoy" or "optimize"
     :param args: the remaining command-line arguments
     :return: arguments for ``rl_zoo3.train`` or ``rl_zoo3.enjoy``
     """
-    args = list(args)
+    preset = _option(args, ("--preset",), "paper")
+    if preset not in PRESETS:
+        raise SystemExit(f"--preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    args = _without(args, "--preset")
     if command == "optimize" and "-optimize" not in args and "--optimize-hyperparameters" not in args:
         args.append("-optimize")
     algo = _algo(args)
     has_conf = any(a in ("-conf", "--conf-file") or a.startswith("--conf-file=") for a in args)
     if command in ("train", "optimize") and not has_conf and algo in ALGORITHMS:
-        args += ["--conf-file", os.path.join(CONFIG_DIR, f"{algo}.yml")]
+        args += ["--conf-file", os.path.join(PRESETS[preset], f"{algo}.yml")]
     if command in ("train", "optimize") and not any(a.startswith("--num-threads") for a in args):
         args += ["--num-threads", "1"]
     return args
@@ -173,7 +181,7 @@ def share_critic(args: list[str]) -> list[str]:
     shared = os.path.join(folder, f"shared_critic_{name}.yml")
     with open(shared, "w") as file:
         yaml.safe_dump({**entries, key: {**entry, "critic": os.path.abspath(path)}}, file)
-    return [*_without_conf(args), "--conf-file", shared]
+    return [*_without(args, "-conf", "--conf-file"), "--conf-file", shared]
 
 
 def _train_critic(algo: str, env_id: str, entry: dict[str, Any], path: str, seed: int, device: str) -> None:
@@ -193,14 +201,15 @@ def _train_critic(algo: str, env_id: str, entry: dict[str, Any], path: str, seed
     model.save(path)
 
 
-def _without_conf(args: list[str]) -> list[str]:
+def _without(args: list[str], *names: str) -> list[str]:
+    """``args`` without the options ``names`` and their values (``--name value`` or ``--name=value``)."""
     out, skip = [], False
     for arg in args:
         if skip:
             skip = False
-        elif arg in ("-conf", "--conf-file"):
+        elif arg in names:
             skip = True
-        elif not arg.startswith("--conf-file="):
+        elif not any(arg.startswith(name + "=") for name in names):
             out.append(arg)
     return out
 

@@ -157,3 +157,17 @@ def test_score_table_as_ray_tasks(hopper_medium: str, tmp_path) -> None:  # type
     rows = read_rows(os.path.join(out, "scores.csv"))
     assert {row["method"] for row in rows} == {"gmpo-gvp"} and all(row["finished"] == "True" for row in rows)
     assert os.path.exists(os.path.join(out, "runs", "critic", "hopper-medium", "seed0", "done.json"))
+
+
+def test_cpu_preset_plans_one_recipe_and_the_model_each_yaml_names() -> None:
+    scores = load_scores()
+    args = scores.parse_args(["--preset", "cpu", "--seeds", "0", "1", "--iql-steps", "500"])
+    critics, runs = scores.plan(args)
+    assert len(critics) == 16 and "walker2d-medium-replay" not in args.datasets  # eight local datasets x 2 seeds
+    assert {job.name for job in runs} == {"gmpo-icfm", "gmpg-gvp", "iql-d3rlpy"} and len(runs) == 48
+    assert scores.method_names(args) == ["gmpo-icfm", "gmpg-gvp", "iql-d3rlpy"]
+    cpu = [scores.hyperparameters("gmpg", d, 1.0, {}, "cpu") for d in args.datasets]
+    assert all({**p, "dataset": ""} == {**cpu[0], "dataset": ""} for p in cpu)  # the same recipe everywhere
+    assert cpu[0]["batch_size"] == 256 and cpu[0]["clip_q_actions"] is True
+    paper = scores.parse_args(["--datasets", "hopper-medium"])
+    assert paper.models == ["vpsde", "gvp", "icfm"] and scores.hyperparameters("gmpg", "hopper-medium", 1.0, {})["beta"] == 20

@@ -92,6 +92,49 @@ def test_chunks_add_up_to_the_whole_batch_gradient(pendulum_id: str, monkeypatch
         assert th.allclose(param.grad, grad, atol=1e-6)
 
 
+def test_q_term_sees_the_clipped_action_and_no_gradient_past_the_box(pendulum_id: str) -> None:
+    """With ``clip_q_actions`` the Q term is the critic at the action predict returns; a sample past the box gets no
+    gradient from Q (only from the KL term), so the critic cannot pull pi further off the data. Without it, Q sees
+    the raw sample."""
+    model = make_model(pendulum_id, kl_batch_size=1, grid_jitter=0.0)
+    model.pretrain()
+    model.critic.requires_grad_(False)
+    obs, noise = th.randn(8, 3), th.full((8, 1), 6.0)  # far in the tail: the samples land past the bound
+    actions = model.actor.sample(obs, noise, model.solve_config)
+    assert (actions.abs() > 1.0).all()
+    q_clipped = model.critic.q_value(obs, actions.clamp(-1, 1)).mean()
+    q_raw = model.critic.q_value(obs, actions).mean()
+    assert not th.isclose(q_clipped, q_raw)
+    _, stats = model.policy_loss(obs, noise)
+    assert th.isclose(stats["q"], q_clipped, atol=1e-5) and stats["outside_box_fraction"] == 1.0
+    model.clip_q_actions = False
+    assert th.isclose(model.policy_loss(obs, noise)[1]["q"], q_raw, atol=1e-5)
+
+    # every sample past the box: the loss's gradient is the KL term's alone, whatever beta, unless Q sees raw samples
+    def gradient(beta: float, clip: bool) -> th.Tensor:
+        model.beta, model.clip_q_actions = beta, clip
+        model.policy.optimizer.zero_grad()
+        model.policy_loss(obs, noise)[0].backward()
+        return th.cat([p.grad.flatten() for p in model.actor.parameters() if p.grad is not None])
+
+    kl_only = gradient(0.0, True)
+    assert th.allclose(gradient(10.0, True), kl_only, atol=1e-6)
+    assert not th.allclose(gradient(10.0, False), kl_only, atol=1e-3)
+
+
+def test_kl_in_bits_for_the_whole_action_is_d_times_the_per_dimension_kl() -> None:
+    """``kl_per_dimension=False`` weighs the whole action's KL, so the tilt exp(beta ln2 Q) does not grow with d."""
+    from tests.test_spaces import MatrixActionEnv, matrix_data
+
+    model = GMPG("GenerativePolicy", MatrixActionEnv(), dataset=matrix_data(), **{**GMPG_TINY, "seed": 0, "grid_jitter": 0.0})
+    model.learn(3)  # pi != mu, so the KL is not zero
+    obs, noise = th.randn(16, 3), th.randn(16, 4)  # d = 4
+    per_dimension = model.policy_loss(obs, noise)[1]["kl"]
+    model.kl_per_dimension = False
+    whole = model.policy_loss(obs, noise)[1]["kl"]
+    assert per_dimension.abs() > 1e-4 and th.isclose(whole, 4 * per_dimension, rtol=1e-4)
+
+
 def test_hutchinson_divergence_trains(pendulum_id: str) -> None:
     model = make_model(pendulum_id, divergence="hutchinson", grid_jitter=0.0).pretrain()
     before = copy.deepcopy(model.actor.state_dict())

@@ -29,6 +29,8 @@ GMPG_ONLY = [
     ("bc_batch_size", [0, 1.5]),
     ("chunk_size", [0, -2]),
     ("kl_batch_size", [0, True, 2.5]),
+    ("clip_q_actions", ["yes", 1, None]),
+    ("kl_per_dimension", ["no", 0]),
     ("n_gradient_steps", [0, None, 2.0]),
     ("grid_power", [0.5, 0.0, math.inf]),
     ("grid_jitter", [-0.1, 1.5]),

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from sb3_generative import GMPG, GMPO
-from sb3_generative.zoo import CONFIG_DIR, main, register, register_d4rl_style_envs, zoo_arguments
+from sb3_generative.zoo import CONFIG_DIR, PRESETS, main, register, register_d4rl_style_envs, zoo_arguments
 
 pytest.importorskip("rl_zoo3")
 
@@ -150,6 +150,10 @@ def test_arguments_use_packaged_config_unless_given() -> None:
     assert zoo_arguments("optimize", ["--algo", "gmpo"])[2] == "-optimize"
     assert zoo_arguments("train", ["--algo", "gmpo"])[-2:] == ["--num-threads", "1"]  # one thread unless told
     assert zoo_arguments("train", ["--algo", "gmpo", "--num-threads", "2"]).count("--num-threads") == 1
+    cpu = zoo_arguments("train", ["--algo", "gmpg", "--preset", "cpu", "--env", "Hopper-v4"])
+    assert "--preset" not in cpu and cpu[-4:-2] == ["--conf-file", os.path.join(CONFIG_DIR, "cpu", "gmpg.yml")]
+    with pytest.raises(SystemExit, match="--preset must be one of"):
+        zoo_arguments("train", ["--algo", "gmpg", "--preset=gpu"])
 
 
 def test_unknown_command_explains_usage() -> None:
@@ -157,13 +161,15 @@ def test_unknown_command_explains_usage() -> None:
         main(["fly"])
 
 
+@pytest.mark.parametrize("preset", ["paper", "cpu"])
 @pytest.mark.parametrize("algo", ["gmpo", "gmpg"])
-def test_every_packaged_entry_parses_and_builds(algo: str) -> None:
+def test_every_packaged_entry_parses_and_builds(algo: str, preset: str) -> None:
     register()
     register_d4rl_style_envs()
-    with open(os.path.join(CONFIG_DIR, f"{algo}.yml")) as file:
+    with open(os.path.join(PRESETS[preset], f"{algo}.yml")) as file:
         entries = yaml.load(file, Loader=yaml.UnsafeLoader)  # RL Zoo's own loader (YAML anchors, !!float)
-    assert "default" in entries and len(entries) == 10
+    # the paper's nine datasets; the CPU recipe's eight that can be made locally (no walker2d medium-replay)
+    assert "default" in entries and len(entries) == (10 if preset == "paper" else 9)
     cls = {"gmpo": GMPO, "gmpg": GMPG}[algo]
     for env_id, params in entries.items():
         params = dict(params)
@@ -171,6 +177,8 @@ def test_every_packaged_entry_parses_and_builds(algo: str) -> None:
         dataset = params.pop("dataset", None)
         if env_id != "default":
             assert dataset == "d4rl-style/{}/{}".format(*env_id.split("/")[1].removesuffix("-v0").split("-", 1)) + "-v0"
+        if preset == "cpu":  # one recipe for every dataset
+            assert params == {k: v for k, v in entries["default"].items() if k != "n_timesteps"}
         params["policy_kwargs"] = eval(params["policy_kwargs"])  # as RL Zoo does
         model = cls(env="Pendulum-v1" if env_id == "default" else env_id, device="cpu", **params)
-        assert model.policy.net_arch == [512, 256, 128]
+        assert model.policy.net_arch == ([512, 256, 128] if preset == "paper" else [256, 256])

@@ -20,7 +20,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 
-from sb3_generative.common.checks import check_float, check_int, check_learning_rate
+from sb3_generative.common.checks import check_bool, check_float, check_int, check_learning_rate
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
 from sb3_generative.common.phases import Phase
 from sb3_generative.generative.config import FIXED_GRID_SOLVERS, SolveConfig
@@ -62,6 +62,14 @@ class GMPG(OfflineAlgorithm):
         them); None estimates it on every state, the paper's estimator. The estimate stays unbiased, only noisier;
         the KL's two augmented solves cost several times the differentiable sample per state, so this sets most of
         an update's cost
+    :param clip_q_actions: evaluate the Q term on pi's sample clipped to the action box [-1, 1], the action
+        ``predict`` returns, instead of on the raw sample. The critic was trained only on the data's actions, inside
+        the box; on the raw sample the Q term rewards pi for leaving it, where Q is extrapolated and ``predict``'s
+        clamp hides what training optimised. Clipped, a coordinate past the bound gets no gradient from Q and the
+        KL term pulls it back towards mu. False: the paper's raw sample
+    :param kl_per_dimension: the KL term in bits per action dimension, as the paper (True), or in bits for the whole
+        action (False). The loss's optimum is mu tilted by ``exp(beta d ln2 Q)`` per dimension but ``exp(beta ln2 Q)``
+        for the whole action: with False, one beta tilts a 6-dimensional action as much as a 3-dimensional one
     :param critic_steps: IQL steps (skipped with ``critic=``)
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: IQL learning rate
@@ -108,6 +116,8 @@ class GMPG(OfflineAlgorithm):
         grid_jitter: float = 1.0,
         grid_power: float = 2.0,
         kl_batch_size: int | None = 256,
+        clip_q_actions: bool = True,
+        kl_per_dimension: bool = True,
         critic_steps: int = 200_000,
         critic_batch_size: int | None = None,
         critic_learning_rate: float = 3e-4,
@@ -137,6 +147,8 @@ class GMPG(OfflineAlgorithm):
         check_int("chunk_size", chunk_size, allow_none=True)
         check_int("kl_batch_size", kl_batch_size, allow_none=True)
         check_float("grid_power", grid_power, 1.0, low_open=False)
+        check_bool("clip_q_actions", clip_q_actions)
+        check_bool("kl_per_dimension", kl_per_dimension)
         check_int("n_gradient_steps", n_gradient_steps)
         if gradient_solver not in FIXED_GRID_SOLVERS:
             raise ValueError(f"gradient_solver must be a fixed-grid solver {FIXED_GRID_SOLVERS}, got {gradient_solver!r}")
@@ -144,6 +156,7 @@ class GMPG(OfflineAlgorithm):
         self.n_gradient_steps, self.gradient_solver = n_gradient_steps, gradient_solver
         self.divergence, self.gradient_method, self.chunk_size = divergence, gradient_method, chunk_size
         self.grid_jitter, self.grid_power, self.kl_batch_size = grid_jitter, grid_power, kl_batch_size
+        self.clip_q_actions, self.kl_per_dimension = clip_q_actions, kl_per_dimension
         self.bc_steps_done = 0
         self._make_solve_config()  # every solve setting fails here, before any data is read
         super().__init__(
@@ -247,8 +260,8 @@ class GMPG(OfflineAlgorithm):
         """GMPG's objective on a batch of states and its detached statistics.
 
         ``mean_i(-beta Q(s_i, a_i)) + mean_{i < k}((log pi(a_i|s_i) - log mu(a_i|s_i)) / (d ln 2))`` with
-        ``a_i`` the pathwise sample of pi: log pi is accumulated along the sampling solve, log mu comes from a
-        backward solve of mu.
+        ``a_i`` the pathwise sample of pi (clipped to the box in the Q term with ``clip_q_actions``): log pi is
+        accumulated along the sampling solve, log mu comes from a backward solve of mu.
 
         :param obs: normalised states (B, n)
         :param noise: initial noise (B, d); None draws N(0, I)
@@ -263,9 +276,10 @@ class GMPG(OfflineAlgorithm):
         log_mu = self.policy.reference.log_prob(actions, obs[:k], config, with_grad=True)
         if k < obs.shape[0]:  # the other states only need a differentiable action for the Q term
             actions = th.cat([actions, self.actor.sample(obs[k:], noise[k:], config, with_grad=True)])
-        q_value = self.critic.q_value(obs, actions).squeeze(-1)
-        bits = self.actor.action_dim * math.log(2.0)
-        kl = (log_pi - log_mu) / bits  # one-sample KL(pi || mu) in bits per dimension
+        q_actions = actions.clamp(-1.0, 1.0) if self.clip_q_actions else actions  # what predict would return
+        q_value = self.critic.q_value(obs, q_actions).squeeze(-1)
+        bits = (self.actor.action_dim if self.kl_per_dimension else 1) * math.log(2.0)
+        kl = (log_pi - log_mu) / bits  # one-sample KL(pi || mu) in bits (per dimension with kl_per_dimension)
         loss = -self.beta * q_value.mean() + kl.mean()
         stats = {
             "policy_loss": loss.detach(),
