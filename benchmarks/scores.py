@@ -37,9 +37,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sb3_generative", "zoo_configs")
-#: the YAML folders: the paper's per-task values, and the recipe for a 2-core CPU (one recipe for every dataset)
-PRESETS = {"paper": CONFIG_DIR, "cpu": os.path.join(CONFIG_DIR, "cpu")}
+from sb3_generative.zoo import PRESETS  # the YAML folders: the paper's per-task values, and the CPU recipe
+
 DATASETS = [f"{task}-{level}" for task in ("halfcheetah", "hopper", "walker2d") for level in
             ("medium", "medium-replay", "medium-expert")]  # fmt: skip
 #: the datasets ``sb3-generative-data d4rl-style --replay`` can make (no walker2d medium-replay recording exists)
@@ -610,6 +609,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ray-address", default=None, help="run the jobs on this existing Ray cluster ('auto', ...)")
     parser.add_argument("--gpu-share", type=float, default=0.25, help="GPU fraction a Ray task asks for on CUDA")
     args = parser.parse_args(argv)
+    if args.iql_steps is not None and args.iql_steps < 1:
+        parser.error(f"--iql-steps must be at least 1, got {args.iql_steps}")
     if args.models is None and args.preset == "paper":
         args.models = list(MODELS)
     if args.datasets is None:

@@ -121,16 +121,18 @@ def zoo_arguments(command: str, args: list[str]) -> list[str]:
     :param args: the remaining command-line arguments
     :return: arguments for ``rl_zoo3.train`` or ``rl_zoo3.enjoy``
     """
-    preset = _option(args, ("--preset",), "paper")
-    if preset not in PRESETS:
+    preset = _option(args, ("--preset",))
+    if preset is not None and preset not in PRESETS:
         raise SystemExit(f"--preset must be one of {sorted(PRESETS)}, got {preset!r}")
     args = _without(args, "--preset")
+    has_conf = any(a in ("-conf", "--conf-file") or a.startswith("--conf-file=") for a in args)
+    if preset is not None and has_conf:
+        raise SystemExit("--preset and -conf/--conf-file both choose the YAML file: give one of them")
     if command == "optimize" and "-optimize" not in args and "--optimize-hyperparameters" not in args:
         args.append("-optimize")
     algo = _algo(args)
-    has_conf = any(a in ("-conf", "--conf-file") or a.startswith("--conf-file=") for a in args)
     if command in ("train", "optimize") and not has_conf and algo in ALGORITHMS:
-        args += ["--conf-file", os.path.join(PRESETS[preset], f"{algo}.yml")]
+        args += ["--conf-file", os.path.join(PRESETS[preset or "paper"], f"{algo}.yml")]
     if command in ("train", "optimize") and not any(a.startswith("--num-threads") for a in args):
         args += ["--num-threads", "1"]
     return args

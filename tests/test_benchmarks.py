@@ -169,5 +169,7 @@ def test_cpu_preset_plans_one_recipe_and_the_model_each_yaml_names() -> None:
     cpu = [scores.hyperparameters("gmpg", d, 1.0, {}, "cpu") for d in args.datasets]
     assert all({**p, "dataset": ""} == {**cpu[0], "dataset": ""} for p in cpu)  # the same recipe everywhere
     assert cpu[0]["batch_size"] == 256 and cpu[0]["clip_q_actions"] is True
+    with pytest.raises(SystemExit):
+        scores.parse_args(["--preset", "cpu", "--iql-steps", "0"])
     paper = scores.parse_args(["--datasets", "hopper-medium"])
     assert paper.models == ["vpsde", "gvp", "icfm"] and scores.hyperparameters("gmpg", "hopper-medium", 1.0, {})["beta"] == 20

@@ -154,6 +154,8 @@ def test_arguments_use_packaged_config_unless_given() -> None:
     assert "--preset" not in cpu and cpu[-4:-2] == ["--conf-file", os.path.join(CONFIG_DIR, "cpu", "gmpg.yml")]
     with pytest.raises(SystemExit, match="--preset must be one of"):
         zoo_arguments("train", ["--algo", "gmpg", "--preset=gpu"])
+    with pytest.raises(SystemExit, match="give one of them"):
+        zoo_arguments("train", ["--algo", "gmpg", "--preset", "cpu", "-conf", "mine.yml"])
 
 
 def test_unknown_command_explains_usage() -> None:
