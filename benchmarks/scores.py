@@ -205,7 +205,7 @@ def train_critic(job: Job, args: argparse.Namespace) -> None:
     params = hyperparameters("gmpo", job.dataset, args.budget, args.overrides.get("gmpo", {}), args.preset)
     model = build("gmpo", job, params, args, critic=None)
     log_training(model, job.folder(args.out), 0)
-    model.pretrain(log_interval=max(1, params["critic_steps"] // 20))
+    model.pretrain(log_interval=max(1, params["critic_steps"] // 20), phases=("critic",))  # GMPO's BC: in its run
     model.save(critic_path(args, job.dataset, job.seed))
     average = float(model.normalized_score(dataset_returns(model)).mean())
     mark_done(job.folder(args.out), {"critic_steps": params["critic_steps"], "dataset_average": average})
@@ -264,8 +264,8 @@ def train_policy(job: Job, args: argparse.Namespace) -> None:
     recorder = Recorder(job, args.out, args.eval_episodes, model.normalized_score)
     recorder.truncate(model.num_timesteps if os.path.exists(checkpoint) else -1)
     log_training(model, folder, model.num_timesteps)
-    if not os.path.exists(checkpoint) and job.algo == "gmpg":
-        model.pretrain()  # behaviour cloning: the starting point GMPG must improve on, scored at step 0
+    if not os.path.exists(checkpoint) and model.bc_steps > 0:
+        model.pretrain()  # behaviour cloning: the starting point the policy phase must improve on, scored at step 0
         recorder.record(model, 0)
         model.save(checkpoint)
     points = [s for s in evaluation_steps(total, args.evals, args.eval_freq) if s > model.num_timesteps]
@@ -362,6 +362,27 @@ class D3rlpyPolicy:
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:  # fmt: skip
         return self.algo.predict(np.asarray(observation, dtype=np.float32)), None
+
+
+def import_runs(args: argparse.Namespace, runs: list[Job], path: str) -> None:
+    """Restore the finished runs of an earlier table's ``scores.csv`` (from another machine or session) as finished
+    run folders, so that a table spans machines: only runs this plan has and has not finished itself. Their
+    evaluations come back as they were; nothing of theirs is trained again (critics are not in ``scores.csv``)."""
+    wanted = {(job.name, job.dataset, job.seed): job for job in runs}
+    with open(path) as file:
+        rows = [row for row in csv.DictReader(file) if row["finished"] == "True"]
+    for key in sorted({(row["method"], row["dataset"], int(row["seed"])) for row in rows}):
+        job = wanted.get(key)
+        if job is None or os.path.exists(os.path.join(job.folder(args.out), "done.json")):
+            continue
+        os.makedirs(job.folder(args.out), exist_ok=True)
+        evals = [{f: row[f] for f in EVAL_FIELDS} for row in rows if (row["method"], row["dataset"], int(row["seed"])) == key]
+        with open(os.path.join(job.folder(args.out), "evals.csv"), "w", newline="") as file:
+            writer = csv.DictWriter(file, EVAL_FIELDS)
+            writer.writeheader()
+            writer.writerows(sorted(evals, key=lambda row: int(row["step"])))
+        mark_done(job.folder(args.out), {"imported_from": os.path.abspath(path)})
+        print(f"{job} imported from {path}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -604,6 +625,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="benchmarks/out/scores")
     parser.add_argument("--report-only", action="store_true", help="rebuild the table and plots from what is there")
+    parser.add_argument(
+        "--import-runs",
+        default=None,
+        metavar="SCORES_CSV",
+        help="take the finished runs of an earlier scores.csv (another machine's) as done",
+    )
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the confidence intervals")
     parser.add_argument("--ray", action="store_true", help="run each job as a Ray task on a local Ray instance")
     parser.add_argument("--ray-address", default=None, help="run the jobs on this existing Ray cluster ('auto', ...)")
@@ -643,6 +670,8 @@ def main(argv: list[str] | None = None) -> None:
     with open(os.path.join(args.out, "command.txt"), "a") as file:
         file.write("python benchmarks/scores.py " + shlex.join(sys.argv[1:] if argv is None else argv) + "\n")
     critics, runs = plan(args)
+    if args.import_runs:
+        import_runs(args, runs, args.import_runs)
     if not args.report_only:
         run_all(args, critics)
         run_all(args, runs)

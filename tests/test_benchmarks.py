@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SETTINGS = [
     "--budget", "1e-5", "--evals", "2", "--bootstrap", "50", "--eval-episodes", "2", "--device", "cpu", "--jobs", "1",
     "--set", "batch_size=16", "critic_batch_size=16", "policy_kwargs=dict(net_arch=[16, 16], emb_dim=16)",
-    "--gmpg-set", "bc_batch_size=16", "chunk_size=8", "n_gradient_steps=2",
+    "bc_batch_size=16", "--gmpg-set", "chunk_size=8", "n_gradient_steps=2",
 ]  # fmt: skip
 
 
@@ -126,8 +126,8 @@ def test_a_killed_run_resumes_where_it_stopped(hopper_medium: str, tmp_path, mon
 
 def test_an_override_that_is_not_an_argument_is_refused_before_any_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
     scores = load_scores()
-    with pytest.raises(SystemExit, match="bc_batch_size: not an argument of GMPO"):
-        scores.main(["--datasets", "hopper-medium", "--out", str(tmp_path / "x"), "--set", "bc_batch_size=16"])
+    with pytest.raises(SystemExit, match="n_gradient_steps: not an argument of GMPO"):
+        scores.main(["--datasets", "hopper-medium", "--out", str(tmp_path / "x"), "--set", "n_gradient_steps=2"])
     assert not os.path.exists(tmp_path / "x" / "runs")
 
 
@@ -164,12 +164,45 @@ def test_cpu_preset_plans_one_recipe_and_the_model_each_yaml_names() -> None:
     args = scores.parse_args(["--preset", "cpu", "--seeds", "0", "1", "--iql-steps", "500"])
     critics, runs = scores.plan(args)
     assert len(critics) == 16 and "walker2d-medium-replay" not in args.datasets  # eight local datasets x 2 seeds
-    assert {job.name for job in runs} == {"gmpo-icfm", "gmpg-gvp", "iql-d3rlpy"} and len(runs) == 48
-    assert scores.method_names(args) == ["gmpo-icfm", "gmpg-gvp", "iql-d3rlpy"]
-    cpu = [scores.hyperparameters("gmpg", d, 1.0, {}, "cpu") for d in args.datasets]
-    assert all({**p, "dataset": ""} == {**cpu[0], "dataset": ""} for p in cpu)  # the same recipe everywhere
-    assert cpu[0]["batch_size"] == 256 and cpu[0]["clip_q_actions"] is True
+    assert {job.name for job in runs} == {"gmpo-gvp", "gmpg-gvp", "iql-d3rlpy"} and len(runs) == 48
+    assert scores.method_names(args) == ["gmpo-gvp", "gmpg-gvp", "iql-d3rlpy"]
+    for algo in ("gmpo", "gmpg"):
+        cpu = [scores.hyperparameters(algo, d, 1.0, {}, "cpu") for d in args.datasets]
+        assert all({**p, "dataset": ""} == {**cpu[0], "dataset": ""} for p in cpu)  # the same recipe everywhere
+        assert cpu[0]["batch_size"] == 256 and cpu[0]["bc_steps"] == 20000  # GMPO warm-starts from the data too
+    assert cpu[0]["clip_q_actions"] is True
     with pytest.raises(SystemExit):
         scores.parse_args(["--preset", "cpu", "--iql-steps", "0"])
     paper = scores.parse_args(["--datasets", "hopper-medium"])
     assert paper.models == ["vpsde", "gvp", "icfm"] and scores.hyperparameters("gmpg", "hopper-medium", 1.0, {})["beta"] == 20
+
+
+def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``--import-runs`` takes the finished runs of another machine's scores.csv that the plan has, as done."""
+    scores = load_scores()
+    fields = ["method", "dataset", "seed", "finished", *scores.EVAL_FIELDS]
+    earlier = [
+        ("gmpg-gvp", "hopper-medium", 0, "True", 0, 55.0), ("gmpg-gvp", "hopper-medium", 0, "True", 150, 61.0),
+        ("iql-d3rlpy", "hopper-medium", 0, "False", 100, 40.0),  # unfinished: trained again, not imported
+        ("gmpo-icfm", "hopper-medium", 0, "True", 100, 17.0),  # not a method of this plan
+        ("gmpg-gvp", "walker2d-medium", 0, "True", 150, 78.0),  # not a dataset of this plan
+    ]  # fmt: skip
+    path = tmp_path / "earlier.csv"
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fields)
+        writer.writeheader()
+        for method, dataset, seed, finished, step, score in earlier:
+            values = dict(step=step, wall_s=1.0, return_mean=score * 30, return_std=0, score_mean=score, score_std=0)
+            writer.writerow(dict(method=method, dataset=dataset, seed=seed, finished=finished, **values))
+    out = str(tmp_path / "table")
+    scores.main(["--preset", "cpu", "--datasets", "hopper-medium", "--seeds", "0", "--out", out,
+                 "--import-runs", str(path), "--report-only"])  # fmt: skip
+    rows = read_rows(os.path.join(out, "scores.csv"))
+    assert [(r["method"], r["step"], r["score_mean"], r["finished"]) for r in rows] == [
+        ("gmpg-gvp", "0", "55.0", "True"),
+        ("gmpg-gvp", "150", "61.0", "True"),
+    ]
+    gmpg = scores.Job("policy", "hopper-medium", 0, "gmpg", "gvp")
+    args = scores.parse_args(["--preset", "cpu", "--out", out])
+    assert scores.run_job(gmpg, args).endswith("already done")  # a later run does not train it again
+    assert not os.path.exists(scores.Job("iql", "hopper-medium", 0).folder(out))

@@ -67,3 +67,30 @@ def test_optimizers_are_fused_unless_told_otherwise(pendulum_id: str) -> None:
     assert not plain.policy.optimizer.defaults["fused"]
     plain.learn(3)  # the user's choice trains, and is what a saved model rebuilds
     assert plain.policy.optimizer_kwargs == dict(fused=False)
+
+
+# ---------------------------------------------------------------------------------------------------- warm start
+def test_behaviour_cloning_warm_start(pendulum_id: str) -> None:
+    """``bc_steps`` fits the actor to the data before the critic, with its own optimizer; the paper's default (0)
+    leaves the actor at its initialisation until the weighted phase."""
+    cold = make_model(pendulum_id)
+    warm = make_model(pendulum_id, bc_steps=200, bc_batch_size=128, bc_learning_rate=3e-3)
+    batch = warm.replay_buffer.sample(256)
+    obs = warm.policy.normalize_obs(batch.observations)
+
+    def bc_loss(model: GMPO) -> float:
+        th.manual_seed(1)
+        with th.no_grad():
+            return model.actor.per_sample_loss(batch.actions, obs).mean().item()
+
+    initial = {k: v.clone() for k, v in cold.actor.state_dict().items()}
+    assert bc_loss(cold) == pytest.approx(bc_loss(warm))  # the same seed, the same initial actor
+    cold.pretrain()
+    warm.pretrain()
+    assert all(th.equal(initial[k], v) for k, v in cold.actor.state_dict().items())
+    assert (cold.bc_steps_done, warm.bc_steps_done) == (0, 200) and warm.critic_steps_done == warm.critic_steps
+    assert bc_loss(warm) < 0.9 * bc_loss(cold)
+    assert not warm.policy.optimizer.state  # the weighted phase starts with fresh Adam moments
+    assert warm.policy.bc_optimizer.state
+    warm.learn(3)
+    assert warm.bc_steps_done == 200 and warm.num_timesteps == 3  # not run again

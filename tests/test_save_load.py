@@ -13,7 +13,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from sb3_generative import GMPG, DatasetError
 from tests.helpers import ALGOS, TINY, make_model, tiny
 
-OPTIMIZERS = {"policy.optimizer.pth", "policy.critic.optimizer.pth"}
+OPTIMIZERS = {"policy.optimizer.pth", "policy.critic.optimizer.pth", "policy.bc_optimizer.pth"}
 
 
 @pytest.fixture(params=ALGOS, ids=lambda cls: cls.__name__)
@@ -32,8 +32,7 @@ def test_save_load(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
     trained.save(tmp_path / "model.zip")
     with zipfile.ZipFile(tmp_path / "model.zip") as archive:
         names, data = archive.namelist(), archive.read("data").decode()
-    expected = OPTIMIZERS | ({"policy.bc_optimizer.pth"} if cls is GMPG else set())
-    assert {"policy.pth", *expected} <= set(names)
+    assert {"policy.pth", *OPTIMIZERS} <= set(names)
     assert "replay_buffer" not in data and len(data) < 30_000  # the dataset never goes into the zip
     loaded = cls.load(tmp_path / "model.zip", device="cpu")
     np.testing.assert_array_equal(before, loaded.predict(obs, deterministic=True)[0])
@@ -59,8 +58,7 @@ def test_hyperparameters_survive_load_without_reconfiguration(pendulum_id: str, 
 def test_critic_optimizer_follows_optimizer_class(cls, pendulum_id: str) -> None:  # type: ignore[no-untyped-def]
     policy_kwargs = {**TINY["policy_kwargs"], "optimizer_class": th.optim.RMSprop, "optimizer_kwargs": dict(alpha=0.9)}
     model = make_model(cls, pendulum_id, policy_kwargs=policy_kwargs)
-    optimizers = [model.policy.optimizer, model.critic.optimizer] + ([model.policy.bc_optimizer] if cls is GMPG else [])
-    for optimizer in optimizers:
+    for optimizer in (model.policy.optimizer, model.critic.optimizer, model.policy.bc_optimizer):
         assert isinstance(optimizer, th.optim.RMSprop) and optimizer.defaults["alpha"] == 0.9
     model.learn(2)
 

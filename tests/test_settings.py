@@ -21,12 +21,12 @@ BOTH = [
     ("beta", [-1.0, math.inf, math.nan]),
     ("precision", ["fp8", None]),
     ("normalize_reward", ["yes", 1]),
-]
-GMPO_ONLY = [("weight_clamp", [0.0, -1.0, math.inf])]
-GMPG_ONLY = [
     ("bc_steps", [-1, 2.0]),
     ("bc_learning_rate", [0.0, math.inf]),
     ("bc_batch_size", [0, 1.5]),
+]
+GMPO_ONLY = [("weight_clamp", [0.0, -1.0, math.inf])]
+GMPG_ONLY = [
     ("chunk_size", [0, -2]),
     ("kl_batch_size", [0, True, 2.5]),
     ("clip_q_actions", ["yes", 1, None]),

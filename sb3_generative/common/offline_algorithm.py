@@ -97,6 +97,10 @@ class OfflineAlgorithm(BaseAlgorithm):
     :param critic_steps: IQL gradient steps run before the policy phase
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: learning rate of Q and V
+    :param bc_steps: flow-matching behaviour-cloning steps of the actor before the critic (GMPG: mu, copied into pi;
+        GMPO: a warm start, where the paper trains from scratch with 0)
+    :param bc_learning_rate: behaviour-cloning learning rate (its own optimizer)
+    :param bc_batch_size: behaviour-cloning minibatch size (None: ``critic_batch_size`` or ``batch_size``)
     :param gamma: discount
     :param tau: Polyak coefficient of the target Q
     :param expectile: IQL expectile (0.7 locomotion, 0.9 AntMaze)
@@ -137,6 +141,9 @@ class OfflineAlgorithm(BaseAlgorithm):
         critic_steps: int = 200_000,
         critic_batch_size: int | None = None,
         critic_learning_rate: float = 3e-4,
+        bc_steps: int = 0,
+        bc_learning_rate: float = 1e-4,
+        bc_batch_size: int | None = None,
         gamma: float = 0.99,
         tau: float = 0.005,
         expectile: float = 0.7,
@@ -183,6 +190,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.batch_size, self.critic_steps = batch_size, critic_steps
         self.critic_batch_size = critic_batch_size
         self.critic_learning_rate, self.gamma, self.tau, self.expectile = critic_learning_rate, gamma, tau, expectile
+        self.bc_steps, self.bc_learning_rate, self.bc_batch_size = bc_steps, bc_learning_rate, bc_batch_size
         self.normalize_reward, self.normalize_observations = normalize_reward, normalize_observations
         self.clip_actions, self.download = clip_actions, download
         self.precision, self.torch_threads, self.torch_compile = precision, torch_threads, torch_compile
@@ -190,14 +198,14 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.dataset_source: str | None = None
         self.reward_scale = 1.0
         self.statistics_fitted = False
-        self.critic_steps_done = 0
+        self.critic_steps_done = self.bc_steps_done = 0
         self._train_stats = {}
         self._pending_data, self._pending_critic = data, critic  # attached by _setup_model
 
     # ------------------------------------------------------------------------------------------------ set-up
     def _policy_arguments(self) -> dict[str, Any]:
-        """Arguments the algorithm gives its policy besides ``policy_kwargs`` (the critic's learning rate)."""
-        return dict(critic_learning_rate=self.critic_learning_rate)
+        """Arguments the algorithm gives its policy besides ``policy_kwargs`` (the critic's and BC's learning rates)."""
+        return dict(critic_learning_rate=self.critic_learning_rate, bc_learning_rate=self.bc_learning_rate)
 
     def _setup_model(self) -> None:
         if not hasattr(self, "observation_space"):
@@ -233,7 +241,7 @@ class OfflineAlgorithm(BaseAlgorithm):
 
     def _compile_regions(self) -> dict[str, Any]:
         """The functions compiled as one region each (GMPO adds its loss, GMPG its losses)."""
-        return {"critic_losses": self.critic.losses}
+        return {"critic_losses": self.critic.losses, "bc_loss": self.bc_loss}
 
     def _region(self, name: str, eager: Any) -> Any:
         """The compiled region ``name`` under ``torch_compile``, else the eager function itself."""
@@ -241,7 +249,7 @@ class OfflineAlgorithm(BaseAlgorithm):
 
     def _optimizers(self) -> list[th.optim.Optimizer]:
         """Every optimizer of the policy (saved with the model and rolled back by the guard)."""
-        return [self.policy.optimizer, self.critic.optimizer]
+        return [self.policy.optimizer, self.critic.optimizer, self.policy.bc_optimizer]
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
@@ -252,12 +260,13 @@ class OfflineAlgorithm(BaseAlgorithm):
         return [*super()._excluded_save_params(), *excluded, "_pending_critic", "_warned_replay_buffer", "torch_compile"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer", "policy.critic.optimizer"], ["rng_state", "sampler_rng_state"]
+        optimizers = ["policy.optimizer", "policy.critic.optimizer", "policy.bc_optimizer"]
+        return ["policy", *optimizers], ["rng_state", "sampler_rng_state"]
 
     # ------------------------------------------------------------------------------------------------ guard state
     def _counters(self) -> tuple[str, ...]:
         """Attributes counting the steps of each phase (rolled back with the parameters)."""
-        return ("num_timesteps", "_n_updates", "critic_steps_done")
+        return ("num_timesteps", "_n_updates", "critic_steps_done", "bc_steps_done")
 
     def _guarded_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {name: getattr(self, name) for name in self._counters()}
@@ -489,8 +498,35 @@ class OfflineAlgorithm(BaseAlgorithm):
 
     # ------------------------------------------------------------------------------------------------ pre-training
     def _pretrain_phases(self) -> list[Phase]:
-        """The phases before the policy updates, in order (GMPO: the IQL critic)."""
-        return [self._critic_phase()]
+        """The phases before the policy updates, in order: behaviour cloning (none with ``bc_steps=0``), the critic."""
+        batch_size = self.bc_batch_size or self.critic_batch_size or self.batch_size
+        bc = Phase("bc", "behaviour cloning", self.bc_steps, "bc_steps_done", batch_size, self.bc_step, ("loss",))
+        return [bc, self._critic_phase()]
+
+    def bc_loss(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Behaviour cloning's loss on a batch: the generative model's own matching loss, unweighted.
+
+        :param observations: states (B, n), as stored
+        :param actions: dataset actions in [-1, 1] (B, d)
+        """
+        return self.actor.per_sample_loss(actions, self.policy.normalize_obs(observations)).mean()
+
+    def bc_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
+        """One behaviour-cloning step of the actor (the behaviour-cloning phase's step), with its own optimizer.
+
+        :param batch: a minibatch of the dataset
+        :return: the detached loss (no host synchronisation)
+        """
+        loss = self._region("bc_loss", self.bc_loss)(batch.observations, batch.actions)
+        self.policy.bc_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.policy.bc_optimizer.step()
+        if self.bc_steps_done + 1 == self.bc_steps:
+            self._on_behaviour_cloned()
+        return {"loss": loss.detach()}
+
+    def _on_behaviour_cloned(self) -> None:
+        """Called after the last behaviour-cloning step (GMPG copies the actor into its frozen mu)."""
 
     def _critic_phase(self) -> Phase:
         return Phase(
@@ -852,6 +888,9 @@ def _check_common_settings(settings: dict[str, Any]) -> None:
     check_int("batch_size", settings["batch_size"])
     check_int("critic_batch_size", settings["critic_batch_size"], allow_none=True)
     check_int("critic_steps", settings["critic_steps"], minimum=0)
+    check_int("bc_steps", settings["bc_steps"], minimum=0)
+    check_learning_rate("bc_learning_rate", settings["bc_learning_rate"])
+    check_int("bc_batch_size", settings["bc_batch_size"], allow_none=True)
     check_float("gamma", settings["gamma"], 0.0, 1.0)
     check_float("tau", settings["tau"], 0.0, 1.0)
     check_float("expectile", settings["expectile"], 0.0, 1.0, high_open=True)

@@ -47,6 +47,7 @@ class GenerativeActorPolicy(BasePolicy):
     :param critic_net_arch: hidden widths of the Q and V networks
     :param n_critics: size of the Q ensemble
     :param critic_learning_rate: learning rate of the critic's optimizer (Q and V together, as in d3rlpy)
+    :param bc_learning_rate: learning rate of the actor's behaviour cloning (its own optimizer, ``bc_optimizer``)
     :param optimizer_class: optimizer of the actor and of the critic
     :param optimizer_kwargs: extra optimizer arguments (Adam and AdamW run fused unless ``fused`` or ``foreach`` is
         given here)
@@ -71,6 +72,7 @@ class GenerativeActorPolicy(BasePolicy):
         critic_net_arch: list[int] | None = None,
         n_critics: int = 2,
         critic_learning_rate: float = 3e-4,
+        bc_learning_rate: float = 1e-4,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -87,6 +89,7 @@ class GenerativeActorPolicy(BasePolicy):
         self.time_embed_dim, self.cond_embed_dim, self.emb_dim = time_embed_dim, cond_embed_dim, emb_dim
         self.n_sampling_steps, self.solver = n_sampling_steps, solver
         self.n_critics, self.critic_learning_rate = n_critics, critic_learning_rate
+        self.bc_learning_rate = bc_learning_rate
         self.obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
         self.action_dim = int(np.prod(action_space.shape))  # type: ignore[arg-type]
         self.register_buffer("obs_mean", th.zeros(self.obs_dim))
@@ -120,6 +123,8 @@ class GenerativeActorPolicy(BasePolicy):
         self.optimizer = self.make_optimizer(self.actor.parameters(), lr_schedule(1))
         # one optimizer for Q and V on q_loss + v_loss, as d3rlpy's IQL (SAC also hangs it on its critic)
         self.critic.optimizer = self.make_optimizer(self.critic.trainable_parameters(), self.critic_learning_rate)
+        # behaviour cloning has its own optimizer, so that the policy phase starts with fresh moments
+        self.bc_optimizer: th.optim.Optimizer = self.make_optimizer(self.actor.parameters(), self.bc_learning_rate)
 
     def make_optimizer(self, params: Any, learning_rate: float) -> th.optim.Optimizer:
         """An optimizer of ``optimizer_class`` with ``optimizer_kwargs`` (Adam and AdamW fused unless told otherwise).
@@ -142,6 +147,7 @@ class GenerativeActorPolicy(BasePolicy):
                 critic_net_arch=self.critic_net_arch,
                 n_critics=self.n_critics,
                 critic_learning_rate=self.critic_learning_rate,
+                bc_learning_rate=self.bc_learning_rate,
                 optimizer_class=self.optimizer_class,
                 optimizer_kwargs=self.optimizer_kwargs,
             )

@@ -18,11 +18,10 @@ from typing import Any, ClassVar, TypeVar
 
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
-from sb3_generative.common.checks import check_bool, check_float, check_int, check_learning_rate
+from sb3_generative.common.checks import check_bool, check_float, check_int
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
-from sb3_generative.common.phases import Phase
 from sb3_generative.generative.config import FIXED_GRID_SOLVERS, SolveConfig
 from sb3_generative.gmpg.policies import GenerativePolicy, GMPGPolicy, MlpPolicy
 
@@ -141,9 +140,6 @@ class GMPG(OfflineAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         check_float("beta", beta, 0.0, low_open=False)
-        check_int("bc_steps", bc_steps, minimum=0)
-        check_learning_rate("bc_learning_rate", bc_learning_rate)
-        check_int("bc_batch_size", bc_batch_size, allow_none=True)
         check_int("chunk_size", chunk_size, allow_none=True)
         check_int("kl_batch_size", kl_batch_size, allow_none=True)
         check_float("grid_power", grid_power, 1.0, low_open=False)
@@ -152,12 +148,11 @@ class GMPG(OfflineAlgorithm):
         check_int("n_gradient_steps", n_gradient_steps)
         if gradient_solver not in FIXED_GRID_SOLVERS:
             raise ValueError(f"gradient_solver must be a fixed-grid solver {FIXED_GRID_SOLVERS}, got {gradient_solver!r}")
-        self.beta, self.bc_steps, self.bc_learning_rate, self.bc_batch_size = beta, bc_steps, bc_learning_rate, bc_batch_size
+        self.beta = beta
         self.n_gradient_steps, self.gradient_solver = n_gradient_steps, gradient_solver
         self.divergence, self.gradient_method, self.chunk_size = divergence, gradient_method, chunk_size
         self.grid_jitter, self.grid_power, self.kl_batch_size = grid_jitter, grid_power, kl_batch_size
         self.clip_q_actions, self.kl_per_dimension = clip_q_actions, kl_per_dimension
-        self.bc_steps_done = 0
         self._make_solve_config()  # every solve setting fails here, before any data is read
         super().__init__(
             policy,
@@ -168,6 +163,9 @@ class GMPG(OfflineAlgorithm):
             critic_steps=critic_steps,
             critic_batch_size=critic_batch_size,
             critic_learning_rate=critic_learning_rate,
+            bc_steps=bc_steps,
+            bc_learning_rate=bc_learning_rate,
+            bc_batch_size=bc_batch_size,
             gamma=gamma,
             tau=tau,
             expectile=expectile,
@@ -208,50 +206,12 @@ class GMPG(OfflineAlgorithm):
         return config.require_fixed_grid("gradient_solver")
 
     # ------------------------------------------------------------------------------------------------ phases
-    def _policy_arguments(self) -> dict[str, Any]:
-        return {**super()._policy_arguments(), "bc_learning_rate": self.bc_learning_rate}
-
-    def _optimizers(self) -> list[th.optim.Optimizer]:
-        return [*super()._optimizers(), self.policy.bc_optimizer]
-
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts, tensors = super()._get_torch_save_params()
-        return [*state_dicts, "policy.bc_optimizer"], tensors
-
-    def _counters(self) -> tuple[str, ...]:
-        return (*super()._counters(), "bc_steps_done")
-
-    def _pretrain_phases(self) -> list[Phase]:
-        """Behaviour cloning of mu (then copied into pi and frozen), then the IQL critic."""
-        batch_size = self.bc_batch_size or self.critic_batch_size or self.batch_size
-        bc = Phase("bc", "behaviour cloning", self.bc_steps, "bc_steps_done", batch_size, self.bc_step, ("loss",))
-        return [bc, *super()._pretrain_phases()]
-
-    def bc_loss(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """Behaviour cloning's flow-matching loss on a batch.
-
-        :param observations: states (B, n), as stored
-        :param actions: dataset actions in [-1, 1] (B, d)
-        """
-        return self.actor.per_sample_loss(actions, self.policy.normalize_obs(observations)).mean()
+    def _on_behaviour_cloned(self) -> None:
+        """pi starts from mu, which stays frozen."""
+        self.policy.reference.load_state_dict(self.actor.state_dict())
 
     def _compile_regions(self) -> dict[str, Any]:
-        return {**super()._compile_regions(), "bc_loss": self.bc_loss, "policy_loss": self.policy_loss}
-
-    def bc_step(self, batch: ReplayBufferSamples) -> dict[str, th.Tensor]:
-        """One flow-matching behaviour-cloning step of the actor (the behaviour-cloning phase's step); after the last
-        one, mu <- pi.
-
-        :param batch: a minibatch of the dataset
-        :return: the detached loss (no host synchronisation)
-        """
-        loss = self._region("bc_loss", self.bc_loss)(batch.observations, batch.actions)
-        self.policy.bc_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.policy.bc_optimizer.step()
-        if self.bc_steps_done + 1 == self.bc_steps:  # the last step: pi starts from mu, which stays frozen
-            self.policy.reference.load_state_dict(self.actor.state_dict())
-        return {"loss": loss.detach()}
+        return {**super()._compile_regions(), "policy_loss": self.policy_loss}
 
     # ------------------------------------------------------------------------------------------------ loss
     def policy_loss(

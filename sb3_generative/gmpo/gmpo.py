@@ -7,8 +7,10 @@ then frozen, each policy step minimises
 
 over dataset pairs, where l_theta is the per-sample matching loss of the generative model (noise prediction for
 VP-SDE, velocity matching for GVP and I-CFM) and the weights carry no gradient. The weights are not normalised, so
-beta and the clamp also scale the effective learning rate (as in GenerativeRL's ``grl/algorithms/gmpo.py``). There is
-no behaviour cloning: the actor starts from its random initialisation.
+beta and the clamp also scale the effective learning rate (as in GenerativeRL's ``grl/algorithms/gmpo.py``). As in
+the paper, the actor starts from its random initialisation by default; ``bc_steps`` first fits it to the data with
+the same loss unweighted (GenerativeRL's ``copy_from_basemodel``), which the CPU recipe uses: at a small budget the
+weighted loss then refines a policy that already acts like the data instead of learning it from scratch.
 """
 
 from typing import Any, ClassVar, TypeVar
@@ -40,6 +42,9 @@ class GMPO(OfflineAlgorithm):
     :param critic_steps: IQL steps before the policy phase
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: IQL learning rate
+    :param bc_steps: behaviour-cloning steps of the actor before the critic (0: from scratch, the paper)
+    :param bc_learning_rate: behaviour-cloning learning rate
+    :param bc_batch_size: behaviour-cloning minibatch size (None: ``critic_batch_size`` or ``batch_size``)
     :param gamma: discount
     :param tau: Polyak coefficient of the target Q
     :param expectile: IQL expectile
@@ -79,6 +84,9 @@ class GMPO(OfflineAlgorithm):
         critic_steps: int = 200_000,
         critic_batch_size: int | None = None,
         critic_learning_rate: float = 3e-4,
+        bc_steps: int = 0,
+        bc_learning_rate: float = 1e-4,
+        bc_batch_size: int | None = None,
         gamma: float = 0.99,
         tau: float = 0.005,
         expectile: float = 0.7,
@@ -110,6 +118,9 @@ class GMPO(OfflineAlgorithm):
             critic_steps=critic_steps,
             critic_batch_size=critic_batch_size,
             critic_learning_rate=critic_learning_rate,
+            bc_steps=bc_steps,
+            bc_learning_rate=bc_learning_rate,
+            bc_batch_size=bc_batch_size,
             gamma=gamma,
             tau=tau,
             expectile=expectile,
