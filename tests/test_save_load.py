@@ -10,7 +10,7 @@ import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_generative import GMPG, DatasetError
+from sb3_generative import GMPG, GMPO, DatasetError
 from tests.helpers import ALGOS, TINY, make_model, tiny
 
 OPTIMIZERS = {"policy.optimizer.pth", "policy.critic.optimizer.pth", "policy.bc_optimizer.pth"}
@@ -126,3 +126,24 @@ def test_replay_buffer_of_an_offline_model_is_not_saved(trained, tmp_path) -> No
     assert not (tmp_path / "buffer.pkl").exists()
     with pytest.raises(DatasetError, match="set_dataset"):
         trained.load_replay_buffer(tmp_path / "buffer.pkl")
+
+
+@pytest.mark.parametrize("safe", [False, True])
+def test_gmpo_file_saved_before_behaviour_cloning_moved_to_the_base_loads(pendulum_id: str, tmp_path, safe) -> None:  # type: ignore[no-untyped-def]
+    """Files of the earlier GMPO have no behaviour-cloning optimizer: they load, predict as saved and train on."""
+    model = make_model(GMPO, pendulum_id).learn(3)
+    model.save(tmp_path / "new.zip")
+    with zipfile.ZipFile(tmp_path / "new.zip") as new, zipfile.ZipFile(tmp_path / "old.zip", "w") as old:
+        for name in new.namelist():
+            if name != "policy.bc_optimizer.pth":
+                old.writestr(name, new.read(name))
+    obs = observations(4)
+    loaded = GMPO.load(tmp_path / "old.zip", device="cpu", safe=safe)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    assert not loaded.policy.bc_optimizer.state
+    if not safe:
+        loaded.learn(2, reset_num_timesteps=False)
+        assert loaded.num_timesteps == 5
+    incomplete = {k: v for k, v in model.get_parameters().items() if k != "policy.optimizer"}
+    with pytest.raises(ValueError, match="policy.optimizer"):  # only the behaviour-cloning optimizer may be missing
+        loaded.set_parameters(incomplete)

@@ -29,7 +29,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule, TensorDict
 from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 
@@ -783,6 +783,29 @@ class OfflineAlgorithm(BaseAlgorithm):
         if dataset is not None:
             model.set_dataset(dataset)
         return model
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | TensorDict,
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """SB3's ``set_parameters``; a GMPO file saved before GMPO could clone behaviour has no ``policy.bc_optimizer``:
+        it keeps the fresh optimizer's state instead of failing the exact match (nothing else may be missing).
+
+        :param load_path_or_dict: saved zip, or a dict of state dicts by object name (``get_parameters``)
+        :param exact_match: every object must be given
+        :param device: device of the tensors
+        """
+        params: TensorDict = {}
+        if isinstance(load_path_or_dict, dict):
+            params = load_path_or_dict
+        else:
+            _, loaded, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
+            params = dict(loaded or {})
+        if exact_match and "policy.bc_optimizer" not in params:
+            params = {**params, "policy.bc_optimizer": self.policy.bc_optimizer.state_dict()}  # type: ignore[dict-item]
+        super().set_parameters(params, exact_match, device)
 
     @classmethod
     def _load_safe(
