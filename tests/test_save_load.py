@@ -145,5 +145,5 @@ def test_gmpo_file_saved_before_behaviour_cloning_moved_to_the_base_loads(pendul
         loaded.learn(2, reset_num_timesteps=False)
         assert loaded.num_timesteps == 5
     incomplete = {k: v for k, v in model.get_parameters().items() if k != "policy.optimizer"}
-    with pytest.raises(ValueError, match="policy.optimizer"):  # only the behaviour-cloning optimizer may be missing
+    with pytest.raises(ValueError, match=r"policy\.optimizer"):  # only the behaviour-cloning optimizer may be missing
         loaded.set_parameters(incomplete)
