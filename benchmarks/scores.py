@@ -23,6 +23,7 @@ Needs the datasets of ``sb3-generative-data d4rl-style`` under ``MINARI_DATASETS
 import argparse
 import csv
 import dataclasses
+import glob
 import json
 import shlex
 import os
@@ -381,7 +382,10 @@ def import_runs(args: argparse.Namespace, runs: list[Job], path: str) -> None:
             writer = csv.DictWriter(file, EVAL_FIELDS)
             writer.writeheader()
             writer.writerows(sorted(evals, key=lambda row: int(row["step"])))
-        mark_done(job.folder(args.out), {"imported_from": os.path.abspath(path)})
+        average = next(
+            (row.get("dataset_average") for row in rows if (row["method"], row["dataset"], int(row["seed"])) == key), None
+        )
+        mark_done(job.folder(args.out), {"imported_from": os.path.abspath(path), "dataset_average": average})
         print(f"{job} imported from {path}", flush=True)
 
 
@@ -394,25 +398,40 @@ def collect(args: argparse.Namespace, jobs: list[Job]) -> list[dict[str, Any]]:
         if job.kind == "critic" or not os.path.exists(path):
             continue
         done = os.path.exists(os.path.join(job.folder(args.out), "done.json"))
+        average = run_dataset_average(Job("critic", job.dataset, job.seed).folder(args.out))
+        average = average if average is not None else run_dataset_average(job.folder(args.out))
+        tags = {"method": job.name, "dataset": job.dataset, "seed": job.seed, "finished": done}
         with open(path) as file:
             for row in csv.DictReader(file):
-                rows.append({"method": job.name, "dataset": job.dataset, "seed": job.seed, "finished": done, **row})
+                rows.append({**tags, "dataset_average": "" if average is None else f"{average:.3f}", **row})
     with open(os.path.join(args.out, "scores.csv"), "w", newline="") as file:
-        writer = csv.DictWriter(file, ["method", "dataset", "seed", "finished", *EVAL_FIELDS])
+        writer = csv.DictWriter(file, ["method", "dataset", "seed", "finished", "dataset_average", *EVAL_FIELDS])
         writer.writeheader()
         writer.writerows(rows)
     return rows
 
 
 def dataset_averages(args: argparse.Namespace, datasets: list[str], seeds: list[int]) -> dict[str, float]:
+    """Each dataset's D4RL-normalised average return, as its critics (or the runs imported with it) recorded it."""
     averages = {}
     for dataset in datasets:
         for seed in seeds:
-            path = os.path.join(Job("critic", dataset, seed).folder(args.out), "done.json")
-            if os.path.exists(path):
-                with open(path) as file:
-                    averages[dataset] = json.load(file)["dataset_average"]
+            average = run_dataset_average(os.path.join(Job("critic", dataset, seed).folder(args.out)))
+            for path in glob.glob(os.path.join(args.out, "runs", "*", dataset, f"seed{seed}")):
+                average = average if average is not None else run_dataset_average(path)
+            if average is not None:
+                averages[dataset] = average
     return averages
+
+
+def run_dataset_average(folder: str) -> float | None:
+    """The dataset average in a finished folder's ``done.json`` (a critic's, or an imported run's), if any."""
+    path = os.path.join(folder, "done.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        value = json.load(file).get("dataset_average")
+    return None if value in (None, "") else float(value)
 
 
 def summary(rows: list[dict[str, Any]], method: str, dataset: str, best: bool) -> str:

@@ -74,6 +74,7 @@ def test_score_table_with_every_method_and_the_d3rlpy_reference(hopper_medium: s
     gmpg_steps = sorted(int(r["step"]) for r in rows if r["method"] == "gmpg-gvp")
     assert gmpg_steps == [0, 1]  # the behaviour-cloned start is scored, then the policy-gradient steps
     assert all(r["finished"] == "True" and np.isfinite(float(r["score_mean"])) for r in rows)
+    assert len({r["dataset_average"] for r in rows}) == 1 and np.isfinite(float(rows[0]["dataset_average"]))
     table = open(os.path.join(out, "scores.md")).read()
     assert "iql-d3rlpy" in table and "Final score" in table and "Best evaluation" in table
     assert "| hopper-medium |" in table and "—" not in table.split("### Best")[0].split("hopper-medium")[1].split("\n")[0]
@@ -180,7 +181,7 @@ def test_cpu_preset_plans_one_recipe_and_the_model_each_yaml_names() -> None:
 def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """``--import-runs`` takes the finished runs of another machine's scores.csv that the plan has, as done."""
     scores = load_scores()
-    fields = ["method", "dataset", "seed", "finished", *scores.EVAL_FIELDS]
+    fields = ["method", "dataset", "seed", "finished", "dataset_average", *scores.EVAL_FIELDS]
     earlier = [
         ("gmpg-gvp", "hopper-medium", 0, "True", 0, 55.0), ("gmpg-gvp", "hopper-medium", 0, "True", 150, 61.0),
         ("iql-d3rlpy", "hopper-medium", 0, "False", 100, 40.0),  # unfinished: trained again, not imported
@@ -193,7 +194,8 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
         writer.writeheader()
         for method, dataset, seed, finished, step, score in earlier:
             values = dict(step=step, wall_s=1.0, return_mean=score * 30, return_std=0, score_mean=score, score_std=0)
-            writer.writerow(dict(method=method, dataset=dataset, seed=seed, finished=finished, **values))
+            tags = dict(method=method, dataset=dataset, seed=seed, finished=finished, dataset_average=42.125)
+            writer.writerow({**tags, **values})
     out = str(tmp_path / "table")
     scores.main(["--preset", "cpu", "--datasets", "hopper-medium", "--seeds", "0", "--out", out,
                  "--import-runs", str(path), "--report-only"])  # fmt: skip
@@ -202,6 +204,8 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
         ("gmpg-gvp", "0", "55.0", "True"),
         ("gmpg-gvp", "150", "61.0", "True"),
     ]
+    assert {r["dataset_average"] for r in rows} == {"42.125"}  # the data column travels with the runs
+    assert "| hopper-medium | 42.1 |" in open(os.path.join(out, "scores.md")).read()
     gmpg = scores.Job("policy", "hopper-medium", 0, "gmpg", "gvp")
     args = scores.parse_args(["--preset", "cpu", "--out", out])
     assert scores.run_job(gmpg, args).endswith("already done")  # a later run does not train it again
