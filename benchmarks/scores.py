@@ -370,21 +370,27 @@ def import_runs(args: argparse.Namespace, runs: list[Job], path: str) -> None:
     run folders, so that a table spans machines: only runs this plan has and has not finished itself. Their
     evaluations come back as they were; nothing of theirs is trained again (critics are not in ``scores.csv``)."""
     wanted = {(job.name, job.dataset, job.seed): job for job in runs}
+    if not os.path.isfile(path):
+        raise SystemExit(f"--import-runs: {path!r} is not a file (an earlier table's scores.csv)")
     with open(path) as file:
-        rows = [row for row in csv.DictReader(file) if row["finished"] == "True"]
-    for key in sorted({(row["method"], row["dataset"], int(row["seed"])) for row in rows}):
+        reader = csv.DictReader(file)
+        missing = {"method", "dataset", "seed", "finished", *EVAL_FIELDS} - set(reader.fieldnames or [])
+        if missing:
+            raise SystemExit(f"--import-runs: {path!r} is not a scores.csv: no column(s) {sorted(missing)}")
+        by_run: dict[tuple[str, str, int], list[dict[str, str]]] = {}
+        for row in reader:
+            if row["finished"] == "True":
+                by_run.setdefault((row["method"], row["dataset"], int(row["seed"])), []).append(row)
+    for key, run_rows in sorted(by_run.items()):
         job = wanted.get(key)
         if job is None or os.path.exists(os.path.join(job.folder(args.out), "done.json")):
             continue
         os.makedirs(job.folder(args.out), exist_ok=True)
-        evals = [{f: row[f] for f in EVAL_FIELDS} for row in rows if (row["method"], row["dataset"], int(row["seed"])) == key]
         with open(os.path.join(job.folder(args.out), "evals.csv"), "w", newline="") as file:
             writer = csv.DictWriter(file, EVAL_FIELDS)
             writer.writeheader()
-            writer.writerows(sorted(evals, key=lambda row: int(row["step"])))
-        average = next(
-            (row.get("dataset_average") for row in rows if (row["method"], row["dataset"], int(row["seed"])) == key), None
-        )
+            writer.writerows(sorted(({f: row[f] for f in EVAL_FIELDS} for row in run_rows), key=lambda r: int(r["step"])))
+        average = run_rows[0].get("dataset_average")
         mark_done(job.folder(args.out), {"imported_from": os.path.abspath(path), "dataset_average": average})
         print(f"{job} imported from {path}", flush=True)
 
@@ -398,8 +404,7 @@ def collect(args: argparse.Namespace, jobs: list[Job]) -> list[dict[str, Any]]:
         if job.kind == "critic" or not os.path.exists(path):
             continue
         done = os.path.exists(os.path.join(job.folder(args.out), "done.json"))
-        average = run_dataset_average(Job("critic", job.dataset, job.seed).folder(args.out))
-        average = average if average is not None else run_dataset_average(job.folder(args.out))
+        average = recorded_average(args, job.dataset, job.seed)
         tags = {"method": job.name, "dataset": job.dataset, "seed": job.seed, "finished": done}
         with open(path) as file:
             for row in csv.DictReader(file):
@@ -416,12 +421,17 @@ def dataset_averages(args: argparse.Namespace, datasets: list[str], seeds: list[
     averages = {}
     for dataset in datasets:
         for seed in seeds:
-            average = run_dataset_average(os.path.join(Job("critic", dataset, seed).folder(args.out)))
-            for path in glob.glob(os.path.join(args.out, "runs", "*", dataset, f"seed{seed}")):
-                average = average if average is not None else run_dataset_average(path)
+            average = recorded_average(args, dataset, seed)
             if average is not None:
                 averages[dataset] = average
     return averages
+
+
+def recorded_average(args: argparse.Namespace, dataset: str, seed: int) -> float | None:
+    """The average a (dataset, seed)'s critic recorded, else one of its imported runs; None before either exists."""
+    folders = [Job("critic", dataset, seed).folder(args.out)]
+    folders += sorted(glob.glob(os.path.join(args.out, "runs", "*", dataset, f"seed{seed}")))
+    return next((a for a in map(run_dataset_average, folders) if a is not None), None)
 
 
 def run_dataset_average(folder: str) -> float | None:

@@ -210,3 +210,8 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
     args = scores.parse_args(["--preset", "cpu", "--out", out])
     assert scores.run_job(gmpg, args).endswith("already done")  # a later run does not train it again
     assert not os.path.exists(scores.Job("iql", "hopper-medium", 0).folder(out))
+    with pytest.raises(SystemExit, match="is not a file"):
+        scores.main(["--preset", "cpu", "--out", out, "--import-runs", str(tmp_path / "none.csv"), "--report-only"])
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit, match=r"not a scores\.csv: no column"):
+        scores.main(["--preset", "cpu", "--out", out, "--import-runs", str(tmp_path / "other.csv"), "--report-only"])
