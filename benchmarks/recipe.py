@@ -101,25 +101,31 @@ class Probe(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.ema = [p.detach().clone() for p in self.model.actor.parameters()] if self.args.ema else None
+        if self.num_timesteps == 0:  # the start: pi = mu
+            self.evaluate([p.detach() for p in self.model.actor.parameters()])
 
     def _on_step(self) -> bool:
         params = [p.detach() for p in self.model.actor.parameters()]
         if self.ema is not None:
             th._foreach_lerp_(self.ema, params, 1.0 - self.args.ema)
         if self.num_timesteps % self.args.eval_every == 0:
-            stats = {k: round(float(v), 4) for k, v in means(self.model._train_stats).items()}  # since the last log
-            row = {
-                "step": self.num_timesteps,
-                "score": round(score(self.model, self.args.dataset, self.args.episodes, 1000), 1),
-            }
-            if self.ema is not None:
-                saved = [p.clone() for p in params]
-                th._foreach_copy_(params, self.ema)
-                row["ema_score"] = round(score(self.model, self.args.dataset, self.args.episodes, 1000), 1)
-                th._foreach_copy_(params, saved)
-            self.rows.append({**row, **stats})
-            self.write()
+            self.evaluate(params)
         return True
+
+    def evaluate(self, params: list[th.Tensor]) -> None:
+        """Score pi (and its EMA) and add a row with the training statistics since the last one."""
+        stats = {k: round(float(v), 4) for k, v in means(self.model._train_stats).items()}  # since the last log
+        row = {
+            "step": self.num_timesteps,
+            "score": round(score(self.model, self.args.dataset, self.args.episodes, 1000), 1),
+        }
+        if self.ema is not None:
+            saved = [p.clone() for p in params]
+            th._foreach_copy_(params, self.ema)
+            row["ema_score"] = round(score(self.model, self.args.dataset, self.args.episodes, 1000), 1)
+            th._foreach_copy_(params, saved)
+        self.rows.append({**row, **stats})
+        self.write()
 
     def write(self) -> None:
         """The evaluations so far (a stopped run keeps them)."""
@@ -128,9 +134,9 @@ class Probe(BaseCallback):
 
 
 def gmpg(args: argparse.Namespace) -> None:
-    """One GMPG variant from the prepared mu and critic."""
+    """One GMPG variant from the prepared mu and critic (or a finished run's, with ``--from-run``)."""
     model = GMPG.load(
-        os.path.join(args.out, "mu.zip"),
+        args.from_run or os.path.join(args.out, "mu.zip"),
         device="cpu",
         dataset=minari_id(args.dataset),
         beta=args.beta,
@@ -138,9 +144,15 @@ def gmpg(args: argparse.Namespace) -> None:
         clip_q_actions=not args.no_clip,
         kl_per_dimension=not args.kl_total,
         kl_batch_size=args.kl_batch_size,
+        q_scale=None if args.q_scale == "none" else args.q_scale if args.q_scale == "auto" else float(args.q_scale),
+        q_scale_value=None,
         batch_size=args.batch_size,
         seed=args.seed,
     )
+    if args.from_run:  # pi back to the run's mu, with a fresh optimizer and step count
+        model.actor.load_state_dict(model.policy.reference.state_dict())
+        model.policy.optimizer = model.policy.make_optimizer(model.actor.parameters(), args.learning_rate)
+        model.num_timesteps = model._n_updates = 0
     if args.critic:  # another critic for the same mu
         model.load_critic(args.critic)
     probe = Probe(args)
@@ -212,6 +224,8 @@ def main() -> None:
     parser.add_argument("--no-clip", action="store_true", help="Q on the raw sample (the paper's)")
     parser.add_argument("--kl-total", action="store_true", help="the KL in bits for the whole action, not per dimension")
     parser.add_argument("--kl-batch-size", type=int, default=64)
+    parser.add_argument("--q-scale", default="none", help="GMPG's q_scale: none (raw Q), auto, or a number")
+    parser.add_argument("--from-run", default=None, help="gmpg: start from this GMPG checkpoint's mu and critic")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of pi's weights (0: none)")

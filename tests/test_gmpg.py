@@ -267,3 +267,68 @@ def test_chunks_share_the_kl_states(pendulum_id: str, monkeypatch: pytest.Monkey
     monkeypatch.setattr(model, "policy_loss", spy)
     model.learn(1)  # trains, gradients through both kinds of solve
     assert calls == [(4, 2), (4, 2)]  # two chunks of 4 states, each with half of the update's 4 KL states
+
+
+def test_q_scale_divides_the_q_term(pendulum_id: str) -> None:
+    """``beta`` with ``q_scale=s`` is ``beta / s`` on raw Q; "auto" divides by the spread it measured."""
+    model = make_model(pendulum_id, grid_jitter=0.0, beta=4.0)
+    model.pretrain()
+    obs, noise = th.randn(8, 3), th.randn(8, 1)
+    raw = model.policy_loss(obs, noise)[0]
+    model.q_scale = 2.0
+    halved = model.policy_loss(obs, noise)[0]
+    model.q_scale, model.beta = None, 2.0
+    assert th.isclose(halved, model.policy_loss(obs, noise)[0], atol=1e-6) and not th.isclose(raw, halved, atol=1e-4)
+    model.q_scale, model.beta = "auto", 4.0
+    auto = model.policy_loss(obs, noise)[0]  # measures the spread on first use
+    assert model.q_scale_value is not None and model.q_scale_value > 0
+    model.q_scale, model.beta = None, 4.0 / model.q_scale_value
+    assert th.isclose(auto, model.policy_loss(obs, noise)[0], atol=1e-5)
+
+
+def test_auto_q_scale_is_the_spread_of_q_over_mus_actions(pendulum_id: str) -> None:
+    model = make_model(pendulum_id, grid_jitter=0.0, q_scale="auto")
+    model.pretrain()
+    obs, noise = th.randn(6, 3), 2.0 * th.randn(6, 5, 1)  # 5 samples of mu per state, some past the box
+    with th.no_grad():
+        actions = model.policy.reference.sample(obs.repeat_interleave(5, 0), noise.reshape(-1, 1), model.solve_config)
+        q_value = model.critic.q_value(obs.repeat_interleave(5, 0), actions.clamp(-1, 1)).reshape(6, 5)
+    expected = q_value.std(dim=1).mean().item()
+    assert math.isclose(model.measure_q_spread(obs, noise), expected, rel_tol=1e-5)
+    model.clip_q_actions = False  # then the spread is that of Q on the raw samples
+    with th.no_grad():
+        raw = model.critic.q_value(obs.repeat_interleave(5, 0), actions).reshape(6, 5).std(dim=1).mean().item()
+    assert math.isclose(model.measure_q_spread(obs, noise), raw, rel_tol=1e-5) and not math.isclose(raw, expected)
+
+
+def test_auto_q_scale_is_measured_once_logged_and_saved(pendulum_id: str, tmp_path: Any, monkeypatch: Any) -> None:
+    model = make_model(pendulum_id, q_scale="auto")
+    model.set_logger(configure(str(tmp_path / "log"), ["csv"]))
+    model.learn(2)
+    measured = model.q_scale_value
+    assert measured is not None and measured > 0
+    logged = np.genfromtxt(tmp_path / "log" / "progress.csv", delimiter=",", names=True)
+    assert np.isclose(np.atleast_1d(logged["trainq_scale"])[-1], measured)
+    model.save(tmp_path / "gmpg")
+    for safe in (False, True):
+        loaded = GMPG.load(tmp_path / "gmpg", safe=safe, dataset=pendulum_id)
+        assert loaded.q_scale == "auto" and loaded.q_scale_value == measured
+
+        def never(*args: Any, **kwargs: Any) -> float:
+            raise AssertionError("measured again")
+
+        monkeypatch.setattr(loaded, "measure_q_spread", never)
+        if not safe:
+            loaded.learn(1, reset_num_timesteps=False)  # continues with the saved unit
+    description = model._description()
+    description["state"]["q_scale_value"] = "1e9; import os"
+    from sb3_generative.common.model_files import ModelFileError
+
+    with pytest.raises(ModelFileError, match="q_scale_value"):
+        model._restore_described_state(description["state"])
+
+
+@pytest.mark.parametrize("value", ["big", 0.0, -1.0, math.inf, True, [1.0]])
+def test_bad_q_scale_is_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match="q_scale must be None, 'auto' or a finite number > 0"):
+        GMPG("GenerativePolicy", "Pendulum-v1", dataset="no/such/file.npz", q_scale=value)

@@ -21,6 +21,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
 from sb3_generative.common.checks import check_bool, check_float, check_int
+from sb3_generative.common.model_files import ModelFileError
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
 from sb3_generative.generative.config import FIXED_GRID_SOLVERS, SolveConfig
 from sb3_generative.gmpg.policies import GenerativePolicy, GMPGPolicy, MlpPolicy
@@ -69,6 +70,14 @@ class GMPG(OfflineAlgorithm):
     :param kl_per_dimension: the KL term in bits per action dimension, as the paper (True), or in bits for the whole
         action (False). The loss's optimum is mu tilted by ``exp(beta d ln2 Q)`` per dimension but ``exp(beta ln2 Q)``
         for the whole action: with False, one beta tilts a 6-dimensional action as much as a 3-dimensional one
+    :param q_scale: divide Q by this in the Q term, so that ``beta`` is measured in units of it: None (1: the paper's
+        raw Q), a positive number, or "auto": the mean over data states of the standard deviation of Q over mu's
+        actions at each state (:meth:`measure_q_spread`), measured once when the policy phase starts and stored as
+        ``q_scale_value``. The tilt of pi's optimum, ``exp(beta ln2 Q / q_scale)`` (KL in bits for the whole
+        action), then no longer depends on how far the reward scale and the task spread Q: at a state where Q is
+        about Gaussian under mu with that spread, KL(pi || mu) is about ``beta^2 ln2 / 2`` bits. Raw Q varies by
+        ~7x between D4RL tasks at one reward scaling (halfcheetah-medium against hopper-medium), which made one
+        beta lift hopper and collapse halfcheetah (benchmarks/RESULTS.md, "The CPU recipe")
     :param critic_steps: IQL steps (skipped with ``critic=``)
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
     :param critic_learning_rate: IQL learning rate
@@ -117,6 +126,7 @@ class GMPG(OfflineAlgorithm):
         kl_batch_size: int | None = 256,
         clip_q_actions: bool = True,
         kl_per_dimension: bool = True,
+        q_scale: float | str | None = None,
         critic_steps: int = 200_000,
         critic_batch_size: int | None = None,
         critic_learning_rate: float = 3e-4,
@@ -145,6 +155,7 @@ class GMPG(OfflineAlgorithm):
         check_float("grid_power", grid_power, 1.0, low_open=False)
         check_bool("clip_q_actions", clip_q_actions)
         check_bool("kl_per_dimension", kl_per_dimension)
+        _check_q_scale(q_scale)
         check_int("n_gradient_steps", n_gradient_steps)
         if gradient_solver not in FIXED_GRID_SOLVERS:
             raise ValueError(f"gradient_solver must be a fixed-grid solver {FIXED_GRID_SOLVERS}, got {gradient_solver!r}")
@@ -153,6 +164,8 @@ class GMPG(OfflineAlgorithm):
         self.divergence, self.gradient_method, self.chunk_size = divergence, gradient_method, chunk_size
         self.grid_jitter, self.grid_power, self.kl_batch_size = grid_jitter, grid_power, kl_batch_size
         self.clip_q_actions, self.kl_per_dimension = clip_q_actions, kl_per_dimension
+        self.q_scale = q_scale
+        self.q_scale_value: float | None = None  # what "auto" measured (set once, saved)
         self._make_solve_config()  # every solve setting fails here, before any data is read
         super().__init__(
             policy,
@@ -213,13 +226,64 @@ class GMPG(OfflineAlgorithm):
     def _compile_regions(self) -> dict[str, Any]:
         return {**super()._compile_regions(), "policy_loss": self.policy_loss}
 
+    def _description(self) -> dict[str, Any]:
+        description = super()._description()
+        description["state"]["q_scale_value"] = self.q_scale_value
+        return description
+
+    def _restore_described_state(self, state: dict[str, Any]) -> None:
+        super()._restore_described_state(state)
+        value = state.get("q_scale_value")
+        if value is not None and not (isinstance(value, float) and math.isfinite(value) and value > 0.0):
+            raise ModelFileError(f"the file's q_scale_value must be a finite number > 0 or null, got {value!r}")
+        self.q_scale_value = value
+
+    # ------------------------------------------------------------------------------------------------ Q scale
+    @th.no_grad()
+    def measure_q_spread(self, obs: th.Tensor, noise: th.Tensor) -> float:
+        """The mean over states of the standard deviation of Q over mu's actions at each state (``q_scale="auto"``).
+
+        :param obs: normalised states (B, n)
+        :param noise: initial noise (B, m, d): m samples of mu per state
+        :return: the spread, in the critic's units (min over its Q heads, on the actions the Q term sees)
+        """
+        n_states, n_actions, action_dim = noise.shape
+        states = obs.repeat_interleave(n_actions, dim=0)
+        actions = self.policy.reference.sample(states, noise.reshape(-1, action_dim), self.solve_config)
+        if self.clip_q_actions:
+            actions = actions.clamp(-1.0, 1.0)
+        q_value = self.critic.q_value(states, actions).reshape(n_states, n_actions)
+        return float(q_value.std(dim=1).mean())  # one host sync, once per model
+
+    def _measure_q_scale(self, n_states: int = 512, n_actions: int = 16) -> float:
+        """Measure and store ``q_scale_value`` on ``n_states`` dataset states, ``n_actions`` samples of mu each."""
+        obs = self.policy.normalize_obs(self._require_dataset().sample(n_states).observations)
+        noise = th.randn(n_states, n_actions, self.actor.action_dim, device=obs.device, dtype=obs.dtype)
+        spread = self.measure_q_spread(obs, noise)
+        if not (math.isfinite(spread) and spread > 0.0):
+            raise ValueError(
+                f"q_scale='auto' measured a spread of Q over mu's actions of {spread!r}: the critic does not tell mu's "
+                "actions apart, so beta has no unit; set q_scale to a number (or None)"
+            )
+        self.q_scale_value = spread
+        return spread
+
+    @property
+    def effective_q_scale(self) -> float:
+        """What Q is divided by in the loss: 1, ``q_scale``, or the measured spread for "auto" (measured if not yet)."""
+        if self.q_scale is None:
+            return 1.0
+        if self.q_scale == "auto":
+            return self._measure_q_scale() if self.q_scale_value is None else self.q_scale_value
+        return float(self.q_scale)
+
     # ------------------------------------------------------------------------------------------------ loss
     def policy_loss(
         self, obs: th.Tensor, noise: th.Tensor | None = None, kl_states: int | None = None
     ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """GMPG's objective on a batch of states and its detached statistics.
 
-        ``mean_i(-beta Q(s_i, a_i)) + mean_{i < k}((log pi(a_i|s_i) - log mu(a_i|s_i)) / (d ln 2))`` with
+        ``mean_i(-beta Q(s_i, a_i) / q_scale) + mean_{i < k}((log pi(a_i|s_i) - log mu(a_i|s_i)) / (d ln 2))`` with
         ``a_i`` the pathwise sample of pi (clipped to the box in the Q term with ``clip_q_actions``): log pi is
         accumulated along the sampling solve, log mu comes from a backward solve of mu.
 
@@ -240,7 +304,7 @@ class GMPG(OfflineAlgorithm):
         q_value = self.critic.q_value(obs, q_actions).squeeze(-1)
         bits = (self.actor.action_dim if self.kl_per_dimension else 1) * math.log(2.0)
         kl = (log_pi - log_mu) / bits  # one-sample KL(pi || mu) in bits (per dimension with kl_per_dimension)
-        loss = -self.beta * q_value.mean() + kl.mean()
+        loss = -(self.beta / self.effective_q_scale) * q_value.mean() + kl.mean()
         stats = {
             "policy_loss": loss.detach(),
             "q": q_value.detach().mean(),
@@ -261,6 +325,8 @@ class GMPG(OfflineAlgorithm):
         buffer = self._require_dataset()
         self._update_learning_rate(self.policy.optimizer)
         self.critic.requires_grad_(False)  # the critic only passes gradients to the actions
+        if self.q_scale is not None:
+            self.logger.record("train/q_scale", self.effective_q_scale)  # "auto" measures it here, once
         chunk = self.chunk_size or batch_size
         kl_total = self._kl_states(batch_size)
         for _ in range(gradient_steps):
@@ -294,3 +360,16 @@ class GMPG(OfflineAlgorithm):
         progress_bar: bool = False,
     ) -> SelfGMPG:
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
+
+def _check_q_scale(q_scale: Any) -> None:
+    """None, "auto" or a finite number > 0.
+
+    :param q_scale: the setting
+    """
+    if q_scale is None or q_scale == "auto":
+        return
+    try:
+        check_float("q_scale", q_scale, 0.0)
+    except ValueError as error:
+        raise ValueError(f"q_scale must be None, 'auto' or a finite number > 0, got {q_scale!r}") from error
