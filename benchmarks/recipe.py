@@ -130,6 +130,8 @@ class Probe(BaseCallback):
     def write(self) -> None:
         """The evaluations so far (a stopped run keeps them)."""
         result = {"wall_s": round(time.time() - self.start), "evaluations": self.rows}
+        if getattr(self.model, "q_scale_value", None) is not None:  # what q_scale="auto" measured
+            result["q_scale_value"] = round(self.model.q_scale_value, 4)
         write(self.args.out, f"gmpg_{self.args.name}.json", result)
 
 

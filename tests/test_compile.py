@@ -44,3 +44,11 @@ def test_compiled_sampler_equals_eager_and_the_option_is_not_saved(cls, pendulum
     again = cls.load(tmp_path / "model", torch_compile=True)
     assert again.torch_compile is True
     np.testing.assert_allclose(again.predict(obs, deterministic=True)[0], compiled[1], atol=1e-5)
+
+
+def test_compiled_gmpg_with_a_measured_q_scale_equals_eager(pendulum_id: str) -> None:
+    """q_scale="auto" is measured outside the compiled loss, which then reads a number."""
+    eager, fast = (train(GMPG, pendulum_id, mode, q_scale="auto") for mode in (False, True))
+    assert eager.q_scale_value is not None and np.isclose(eager.q_scale_value, fast.q_scale_value, rtol=1e-5)
+    for key, value in eager.policy.state_dict().items():
+        assert th.allclose(value, fast.policy.state_dict()[key], atol=1e-5, rtol=1e-4), key
