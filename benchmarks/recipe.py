@@ -10,8 +10,12 @@ Three commands, all on one dataset of ``sb3-generative-data d4rl-style`` (under 
         --beta 3 --steps 150 --eval-every 50 --name b3_clip
     # GMPO's advantage weights exp(beta A) on the critic: clamped share and effective sample size per beta
     python benchmarks/recipe.py ess --dataset hopper-medium --out benchmarks/out/recipe/hopper-medium
+    # the spread of Q over mu's actions (what GMPG's q_scale="auto" divides Q by) and the critic's scale
+    python benchmarks/recipe.py spread --dataset hopper-medium --out benchmarks/out/recipe/hopper-medium
 
-Each writes a JSON file into ``--out`` (``prepare.json``, ``gmpg_<name>.json``, ``ess.json``) with the command.
+``gmpg`` and ``spread`` can start from a finished ``scores.py`` GMPG run instead (``--from-run <checkpoint.zip>``: its
+mu and critic; pi starts again from mu). Each writes a JSON file into ``--out`` (``prepare.json``,
+``gmpg_<name>.json``, ``ess.json``, ``spread_seed<seed>.json``) with the command.
 """
 
 import argparse
@@ -187,7 +191,20 @@ def ess(args: argparse.Namespace) -> None:
     )
 
 
-def critic_scale(model: GMPO, n: int = 4096) -> dict[str, float]:
+# ---------------------------------------------------------------------------------------------------- Q's spread
+def spread(args: argparse.Namespace) -> None:
+    """What GMPG's ``q_scale="auto"`` divides Q by, on a GMPG model's mu and critic (``--from-run``, else the
+    prepared mu): the mean over 512 data states of the standard deviation of Q over 32 samples of mu each, beside the
+    critic's scale on the data."""
+    path = args.from_run or os.path.join(args.out, "mu.zip")
+    model = GMPG.load(path, device="cpu", dataset=minari_id(args.dataset), seed=args.seed)
+    th.manual_seed(args.seed)
+    value = model._measure_q_scale(n_states=512, n_actions=32)
+    name = f"spread_seed{args.seed}.json"
+    write(args.out, name, {"q_spread_under_mu": round(value, 4), "reward_scale": model.reward_scale, **critic_scale(model)})
+
+
+def critic_scale(model: GMPO | GMPG, n: int = 4096) -> dict[str, float]:
     """The scale GMPG's beta multiplies, on the data: Q, the spread of the advantage, and the critic's action
     gradient (RMS per dimension); with mu's spread sigma, pi's optimum shifts an action by about
     beta |dQ/da| sigma^2 d ln 2 (RESULTS.md, "beta sets the tilt")."""
@@ -208,7 +225,7 @@ def critic_scale(model: GMPO, n: int = 4096) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["prepare", "gmpg", "ess"])
+    parser.add_argument("command", choices=["prepare", "gmpg", "ess", "spread"])
     parser.add_argument("--dataset", default="hopper-medium")
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
@@ -239,7 +256,7 @@ def main() -> None:
     th.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     register_d4rl_style_envs()
-    {"prepare": prepare, "gmpg": gmpg, "ess": ess}[args.command](args)
+    {"prepare": prepare, "gmpg": gmpg, "ess": ess, "spread": spread}[args.command](args)
 
 
 if __name__ == "__main__":
