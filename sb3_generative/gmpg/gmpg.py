@@ -6,7 +6,9 @@ matching, the IQL critic, pi initialised from mu, mu frozen; then pathwise polic
     L(theta) = mean_s[ -beta min_k Q_k(s, a_theta) + (log pi_theta(a_theta | s) - log mu(a_theta | s)) / (d ln 2) ]
 
 with a_theta = Phi_theta(z; s) the ODE sample from z ~ N(0, I), differentiated through the solver. The second term
-is a one-sample estimate of KL(pi || mu) in bits per action dimension. Log-densities come from the instantaneous
+is a one-sample estimate of KL(pi || mu) in bits per action dimension (for the whole action with
+``kl_per_dimension=False``); ``q_scale`` divides Q, so that beta can count in units of the critic's spread over mu's
+actions instead of the reward's. Log-densities come from the instantaneous
 change of variables with the exact divergence (Hutchinson as an option); log pi is accumulated along the sampling
 solve itself, so one step costs two augmented solves (pi forward, mu backward) instead of the reference's three
 1000-point adjoint solves, and its gradients are exact rather than the reference's approximation (it detaches the
