@@ -393,6 +393,11 @@ def import_runs(args: argparse.Namespace, runs: list[Job], path: str) -> None:
         average = run_rows[0].get("dataset_average")
         mark_done(job.folder(args.out), {"imported_from": os.path.abspath(path), "dataset_average": average})
         print(f"{job} imported from {path}", flush=True)
+        here = run_dataset_average(Job("critic", job.dataset, job.seed).folder(args.out))
+        if here is not None and average not in (None, "") and abs(here - float(average)) > 5e-4:
+            print(f"warning: {job.name}/{job.dataset}/seed{job.seed} was trained on a {job.dataset} of average "
+                  f"{float(average):.3f}; this machine's draw of it averages {here:.3f} (scores.md lists the draws)",
+                  flush=True)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -404,7 +409,9 @@ def collect(args: argparse.Namespace, jobs: list[Job]) -> list[dict[str, Any]]:
         if job.kind == "critic" or not os.path.exists(path):
             continue
         done = os.path.exists(os.path.join(job.folder(args.out), "done.json"))
-        average = recorded_average(args, job.dataset, job.seed)
+        # an imported run keeps the average of the data it was trained on, which may be another machine's draw
+        average = run_dataset_average(job.folder(args.out))
+        average = recorded_average(args, job.dataset, job.seed) if average is None else average
         tags = {"method": job.name, "dataset": job.dataset, "seed": job.seed, "finished": done}
         with open(path) as file:
             for row in csv.DictReader(file):
@@ -474,9 +481,25 @@ def write_table(args: argparse.Namespace, rows: list[dict[str, Any]], methods: l
             cells = [summary(rows, method, dataset, best) for method in methods]
             lines.append(f"| {dataset} | {data} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += draw_notes(rows, datasets)
     with open(os.path.join(args.out, "scores.md"), "w") as file:
         file.write("\n".join(lines))
     print("\n".join(lines))
+
+
+def draw_notes(rows: list[dict[str, Any]], datasets: list[str]) -> list[str]:
+    """A line per dataset whose finished runs were trained on different draws of it (``sb3-generative-data`` rolls
+    the same behaviour policies out, but the draw can differ between machines), naming each draw's runs."""
+    lines = []
+    for dataset in datasets:
+        draws: dict[str, set[str]] = {}
+        for row in rows:
+            if row["dataset"] == dataset and row["finished"] and row["dataset_average"] != "":
+                draws.setdefault(row["dataset_average"], set()).add(f"{row['method']} seed {row['seed']}")
+        if len(draws) > 1:
+            parts = [f"average {average}: {', '.join(sorted(runs))}" for average, runs in sorted(draws.items())]
+            lines.append(f"Data draws of {dataset} differ between its runs: " + "; ".join(parts) + ".")
+    return [*lines, ""] if lines else []
 
 
 def score_matrices(rows: list[dict[str, Any]], methods: list[str], datasets: list[str], best: bool) -> dict[str, Any]:

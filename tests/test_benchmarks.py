@@ -178,6 +178,19 @@ def test_cpu_preset_plans_one_recipe_and_the_model_each_yaml_names() -> None:
     assert paper.models == ["vpsde", "gvp", "icfm"] and scores.hyperparameters("gmpg", "hopper-medium", 1.0, {})["beta"] == 20
 
 
+def write_earlier_table(path, fields: list[str], earlier: list[tuple]) -> str:  # type: ignore[no-untyped-def]
+    """An earlier machine's ``scores.csv`` with one row per (method, dataset, seed, finished, step, score), made on a
+    draw of the data that averages 42.125."""
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fields)
+        writer.writeheader()
+        for method, dataset, seed, finished, step, score in earlier:
+            values = dict(step=step, wall_s=1.0, return_mean=score * 30, return_std=0, score_mean=score, score_std=0)
+            tags = dict(method=method, dataset=dataset, seed=seed, finished=finished, dataset_average=42.125)
+            writer.writerow({**tags, **values})
+    return str(path)
+
+
 def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """``--import-runs`` takes the finished runs of another machine's scores.csv that the plan has, as done."""
     scores = load_scores()
@@ -188,14 +201,7 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
         ("gmpo-icfm", "hopper-medium", 0, "True", 100, 17.0),  # not a method of this plan
         ("gmpg-gvp", "walker2d-medium", 0, "True", 150, 78.0),  # not a dataset of this plan
     ]  # fmt: skip
-    path = tmp_path / "earlier.csv"
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fields)
-        writer.writeheader()
-        for method, dataset, seed, finished, step, score in earlier:
-            values = dict(step=step, wall_s=1.0, return_mean=score * 30, return_std=0, score_mean=score, score_std=0)
-            tags = dict(method=method, dataset=dataset, seed=seed, finished=finished, dataset_average=42.125)
-            writer.writerow({**tags, **values})
+    path = write_earlier_table(tmp_path / "earlier.csv", fields, earlier)
     out = str(tmp_path / "table")
     scores.main(["--preset", "cpu", "--datasets", "hopper-medium", "--seeds", "0", "--out", out,
                  "--import-runs", str(path), "--report-only"])  # fmt: skip
@@ -215,3 +221,32 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit, match=r"not a scores\.csv: no column"):
         scores.main(["--preset", "cpu", "--out", out, "--import-runs", str(tmp_path / "other.csv"), "--report-only"])
+
+
+def test_imported_runs_keep_the_draw_of_the_data_they_were_trained_on(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Runs imported from a machine whose draw of a dataset differs keep their own data average, and the table says
+    which runs were trained on which draw."""
+    scores = load_scores()
+    out = str(tmp_path / "table")
+    critic = scores.Job("critic", "hopper-medium", 0).folder(out)
+    os.makedirs(critic)
+    scores.mark_done(critic, {"critic_steps": 10, "dataset_average": 42.0})  # this machine's draw
+    gmpg = scores.Job("policy", "hopper-medium", 0, "gmpg", "gvp").folder(out)
+    os.makedirs(gmpg)
+    with open(os.path.join(gmpg, "evals.csv"), "w", newline="") as file:
+        writer = csv.DictWriter(file, scores.EVAL_FIELDS)
+        writer.writeheader()
+        writer.writerow(dict(step=150, wall_s=1.0, return_mean=2000, return_std=0, score_mean=62.0, score_std=0))
+    scores.mark_done(gmpg, {"n_timesteps": 150})
+    fields = ["method", "dataset", "seed", "finished", "dataset_average", *scores.EVAL_FIELDS]
+    path = write_earlier_table(tmp_path / "earlier.csv", fields, [("iql-d3rlpy", "hopper-medium", 0, "True", 100, 48.0)])
+    scores.main(["--preset", "cpu", "--datasets", "hopper-medium", "--seeds", "0", "--out", out,
+                 "--import-runs", path, "--report-only"])  # fmt: skip
+    warning = "warning: iql-d3rlpy/hopper-medium/seed0 was trained on a hopper-medium of average 42.125"
+    assert warning in capsys.readouterr().out
+    rows = read_rows(os.path.join(out, "scores.csv"))
+    assert {(r["method"], r["dataset_average"]) for r in rows} == {("gmpg-gvp", "42.000"), ("iql-d3rlpy", "42.125")}
+    table = open(os.path.join(out, "scores.md")).read()
+    assert "| hopper-medium | 42.0 | — | 62.0 ± 0.0 (1) | 48.0 ± 0.0 (1) |" in table  # data: this machine's draw
+    assert ("Data draws of hopper-medium differ between its runs: average 42.000: gmpg-gvp seed 0; "
+            "average 42.125: iql-d3rlpy seed 0.") in table  # fmt: skip
