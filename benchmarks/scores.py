@@ -391,6 +391,8 @@ def import_runs(args: argparse.Namespace, runs: list[Job], path: str) -> None:
             writer.writeheader()
             writer.writerows(sorted(({f: row[f] for f in EVAL_FIELDS} for row in run_rows), key=lambda r: int(r["step"])))
         average = run_rows[0].get("dataset_average")
+        if average not in (None, "") and not _is_number(average):
+            raise SystemExit(f"--import-runs: {path!r} gives {key} a dataset_average of {average!r}, not a number")
         mark_done(job.folder(args.out), {"imported_from": os.path.abspath(path), "dataset_average": average})
         print(f"{job} imported from {path}", flush=True)
         here = run_dataset_average(Job("critic", job.dataset, job.seed).folder(args.out))
@@ -398,6 +400,14 @@ def import_runs(args: argparse.Namespace, runs: list[Job], path: str) -> None:
             print(f"warning: {job.name}/{job.dataset}/seed{job.seed} was trained on a {job.dataset} of average "
                   f"{float(average):.3f}; this machine's draw of it averages {here:.3f} (scores.md lists the draws)",
                   flush=True)  # fmt: skip
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------- report

@@ -221,6 +221,12 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit, match=r"not a scores\.csv: no column"):
         scores.main(["--preset", "cpu", "--out", out, "--import-runs", str(tmp_path / "other.csv"), "--report-only"])
+    bad = write_earlier_table(tmp_path / "bad.csv", fields, [("gmpg-gvp", "walker2d-medium", 0, "True", 150, 78.0)])
+    text = open(bad).read().replace("42.125", "n/a")
+    open(bad, "w").write(text)
+    with pytest.raises(SystemExit, match=r"dataset_average of 'n/a', not a number"):
+        scores.main(["--preset", "cpu", "--datasets", "walker2d-medium", "--seeds", "0", "--out", out,
+                     "--import-runs", bad, "--report-only"])  # fmt: skip
 
 
 def test_imported_runs_keep_the_draw_of_the_data_they_were_trained_on(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
