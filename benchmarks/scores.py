@@ -11,7 +11,9 @@ episode, one batched ``predict`` per step), and writes its evaluations and a che
 command continues where it stopped when run again with the same arguments. Runs go ``--jobs`` at a time in
 separate processes (on a GPU they share it), or as Ray tasks (``--ray``, ``--ray-address``). The output folder gets
 ``scores.csv`` (every evaluation), ``scores.md`` (final and best scores, mean ± std over seeds, beside the data's own
-average), ``statistics.md`` and ``performance_profile.png`` (rliable) and ``curves_<dataset>.png``.
+average), ``final_with_noise.csv`` (each GMPO and GMPG run's final policy scored again with the paper's sampler, its
+initial noise from N(0, I), where the evaluations solve from zero noise), ``statistics.md`` and
+``performance_profile.png`` (rliable) and ``curves_<dataset>.png``.
 
     python benchmarks/scores.py --preset cpu --seeds 0 1 --jobs 2 --device cpu --iql-steps 100000
     python benchmarks/scores.py --datasets hopper-medium --seeds 0 1 --budget 0.01 --jobs 2 --device cpu \\
@@ -47,6 +49,8 @@ LOCAL_DATASETS = [d for d in DATASETS if d != "walker2d-medium-replay"]
 MODELS = ["vpsde", "gvp", "icfm"]
 EVAL_FIELDS = ["step", "wall_s", "return_mean", "return_std", "score_mean", "score_std"]
 IQL = "iql-d3rlpy"
+#: ``done.json``'s key for a policy run's final score with the paper's sampler (initial noise from N(0, I))
+NOISE_KEY = "final_with_noise"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,21 +116,41 @@ def evaluation_steps(total: int, evals: int, every: int | None = None) -> list[i
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
-def evaluate(model: Any, dataset: str, episodes: int, seed: int) -> np.ndarray:
+def evaluate(model: Any, dataset: str, episodes: int, seed: int, deterministic: bool = True) -> np.ndarray:
     """Returns of ``episodes`` episodes played at once: one vectorised environment per episode, so each step of all
-    of them is one batched ``predict`` (deterministic actions).
+    of them is one batched ``predict``.
 
     :param model: anything with SB3's ``predict``
     :param dataset: e.g. "hopper-medium" (its ``D4RLStyle`` environment)
     :param episodes: number of episodes
     :param seed: seed of the environments
+    :param deterministic: deterministic actions (for GMPO and GMPG: the ODE solved from zero initial noise)
     :return: episode returns
     """
     from sb3_generative.common.evaluation import evaluate as evaluate_model
     from sb3_generative.zoo import register_d4rl_style_envs
 
     register_d4rl_style_envs()
-    return evaluate_model(model, f"D4RLStyle/{dataset}-v0", episodes, seeds=[seed]).returns[0]
+    return evaluate_model(model, f"D4RLStyle/{dataset}-v0", episodes, seeds=[seed], deterministic=deterministic).returns[0]
+
+
+def score_with_noise(model: Any, job: Job, episodes: int) -> dict[str, float]:
+    """A trained policy's score with the paper's sampler: the initial noise of each action drawn from N(0, I), as
+    GenerativeRL evaluates, where the table's evaluations solve from zero noise (``predict(deterministic=True)``).
+    The two differ where the data mixes behaviours: the zero-noise path can land between the modes of the mixture.
+    The noise is seeded by the run's seed, outside the training random state.
+
+    :param model: a trained GMPO or GMPG model
+    :param job: its run
+    :param episodes: number of episodes
+    :return: the D4RL-normalised ``score_mean`` and ``score_std`` over the episodes
+    """
+    import torch as th
+
+    with th.random.fork_rng():
+        th.manual_seed(job.seed)
+        scores = model.normalized_score(evaluate(model, job.dataset, episodes, job.seed, deterministic=False))
+    return {"score_mean": round(float(scores.mean()), 2), "score_std": round(float(scores.std()), 2)}
 
 
 class Recorder:
@@ -173,8 +197,36 @@ class Recorder:
 
 
 def mark_done(folder: str, info: dict[str, Any]) -> None:
-    with open(os.path.join(folder, "done.json"), "w") as file:
+    """Write a finished run's ``done.json`` atomically (a kill leaves the old file or none, never half of one)."""
+    path = os.path.join(folder, "done.json")
+    with open(path + ".tmp", "w") as file:
         json.dump(info, file, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def read_done(folder: str) -> dict[str, Any] | None:
+    """A run folder's ``done.json``, None when the run has not finished."""
+    path = os.path.join(folder, "done.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        info: dict[str, Any] = json.load(file)
+    return info
+
+
+def add_noise_score(job: Job, args: argparse.Namespace) -> str:
+    """Score a policy run that finished without its ``NOISE_KEY`` (before scores.py recorded it) from its final
+    checkpoint; imported runs, whose checkpoints stayed on their machine, are left as they are."""
+    folder = job.folder(args.out)
+    info, checkpoint = read_done(folder), os.path.join(folder, "checkpoint.zip")
+    if job.kind != "policy" or info is None or NOISE_KEY in info or not os.path.exists(checkpoint):
+        return f"{job} already done"
+    from sb3_generative import GMPG, GMPO
+
+    cls = GMPO if job.algo == "gmpo" else GMPG
+    info[NOISE_KEY] = score_with_noise(cls.load(checkpoint, env=None, device=args.device), job, args.eval_episodes)
+    mark_done(folder, info)
+    return f"{job} already done; scored with N(0, I) noise: {info[NOISE_KEY]['score_mean']}"
 
 
 # ---------------------------------------------------------------------------------------------------- the jobs
@@ -185,7 +237,7 @@ def run_job(job: Job, args: argparse.Namespace) -> str:
     th.set_num_threads(args.threads)
     os.makedirs(job.folder(args.out), exist_ok=True)
     if os.path.exists(os.path.join(job.folder(args.out), "done.json")):
-        return f"{job} already done"
+        return add_noise_score(job, args)
     start = time.time()
     try:
         {"critic": train_critic, "policy": train_policy, "iql": train_iql}[job.kind](job, args)
@@ -281,7 +333,8 @@ def train_policy(job: Job, args: argparse.Namespace) -> None:
     if points:
         log_interval = max(1, total // 50)  # 50 rows of training statistics per run
         model.learn(total - model.num_timesteps, callback=Evaluate(), reset_num_timesteps=False, log_interval=log_interval)
-    mark_done(folder, {"n_timesteps": total, "params": {k: repr(v) for k, v in params.items()}})
+    info = {"n_timesteps": total, "params": {k: repr(v) for k, v in params.items()}}
+    mark_done(folder, {**info, NOISE_KEY: score_with_noise(model, job, args.eval_episodes)})
 
 
 def train_iql(job: Job, args: argparse.Namespace) -> None:
@@ -453,12 +506,39 @@ def recorded_average(args: argparse.Namespace, dataset: str, seed: int) -> float
 
 def run_dataset_average(folder: str) -> float | None:
     """The dataset average in a finished folder's ``done.json`` (a critic's, or an imported run's), if any."""
-    path = os.path.join(folder, "done.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        value = json.load(file).get("dataset_average")
+    info = read_done(folder)
+    value = None if info is None else info.get("dataset_average")
     return None if value in (None, "") else float(value)
+
+
+def collect_noise_scores(args: argparse.Namespace, jobs: list[Job]) -> list[dict[str, Any]]:
+    """The final score with N(0, I) noise of every policy run that has one; written to ``final_with_noise.csv``."""
+    rows = []
+    for job in jobs:
+        info = read_done(job.folder(args.out)) if job.kind == "policy" else None
+        if info is not None and NOISE_KEY in info:
+            rows.append({"method": job.name, "dataset": job.dataset, "seed": job.seed, **info[NOISE_KEY]})
+    with open(os.path.join(args.out, "final_with_noise.csv"), "w", newline="") as file:
+        writer = csv.DictWriter(file, ["method", "dataset", "seed", "score_mean", "score_std"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def noise_table(noise: list[dict[str, Any]], methods: list[str], datasets: list[str]) -> list[str]:
+    """The lines of ``scores.md``'s table of final scores with N(0, I) noise (GMPO and GMPG runs that have one)."""
+    methods = [m for m in methods if any(row["method"] == m for row in noise)]
+    if not methods:
+        return []
+    lines = ["### Final score with the paper's sampler (initial noise from N(0, I); the tables above: zero noise)", "",
+             "| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]  # fmt: skip
+    for dataset in datasets:
+        cells = []
+        for method in methods:
+            values = np.array([r["score_mean"] for r in noise if r["method"] == method and r["dataset"] == dataset])
+            cells.append(f"{values.mean():.1f} ± {values.std():.1f} ({len(values)})" if len(values) else "—")
+        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def summary(rows: list[dict[str, Any]], method: str, dataset: str, best: bool) -> str:
@@ -473,8 +553,15 @@ def summary(rows: list[dict[str, Any]], method: str, dataset: str, best: bool) -
     return f"{values.mean():.1f} ± {values.std():.1f} ({len(values)})"
 
 
-def write_table(args: argparse.Namespace, rows: list[dict[str, Any]], methods: list[str], datasets: list[str]) -> None:
-    """``scores.md``: D4RL-normalised final and best scores, mean ± std over seeds (seeds in brackets)."""
+def write_table(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    methods: list[str],
+    datasets: list[str],
+    noise: list[dict[str, Any]] | None = None,
+) -> None:
+    """``scores.md``: D4RL-normalised final and best scores, mean ± std over seeds (seeds in brackets), and the final
+    scores with N(0, I) noise where runs have them."""
     averages = dataset_averages(args, datasets, args.seeds)
     cadence = f"every {args.eval_freq} steps" if args.eval_freq else f"{args.evals} evaluations per run"
     overrides = "; ".join(f"{algo}: {values}" for algo, values in args.overrides.items() if values) or "none"
@@ -491,6 +578,7 @@ def write_table(args: argparse.Namespace, rows: list[dict[str, Any]], methods: l
             cells = [summary(rows, method, dataset, best) for method in methods]
             lines.append(f"| {dataset} | {data} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += noise_table(noise or [], methods, datasets)
     lines += draw_notes(rows, datasets)
     with open(os.path.join(args.out, "scores.md"), "w") as file:
         file.write("\n".join(lines))
@@ -739,7 +827,7 @@ def main(argv: list[str] | None = None) -> None:
         run_all(args, runs)
     methods = method_names(args)
     rows = collect(args, runs)
-    write_table(args, rows, methods, args.datasets)
+    write_table(args, rows, methods, args.datasets, collect_noise_scores(args, runs))
     plot_curves(args, rows, methods, args.datasets)
     write_statistics(args, rows, methods, args.datasets)
 

@@ -82,6 +82,11 @@ def test_score_table_with_every_method_and_the_d3rlpy_reference(hopper_medium: s
     statistics = open(os.path.join(out, "statistics.md")).read()  # rliable's IQM with bootstrap intervals
     assert "| gmpg-gvp | 1 |" in statistics and "| iql-d3rlpy | 1 |" in statistics
     assert os.path.getsize(os.path.join(out, "performance_profile.png")) > 1000
+    # every GMPO / GMPG run's final policy is scored again with the paper's sampler (N(0, I) initial noise)
+    noise = read_rows(os.path.join(out, "final_with_noise.csv"))
+    assert sorted(r["method"] for r in noise) == sorted(m for m in methods if m != "iql-d3rlpy")
+    assert all(np.isfinite(float(r["score_mean"])) for r in noise)
+    assert "### Final score with the paper's sampler" in table and "iql-d3rlpy" not in table.split("sampler")[-1]
     # training statistics beside the scores: a collapse shows without reloading checkpoints
     run = os.path.join(out, "runs", "{}", "hopper-medium", "seed0", "train_from_0.csv")
     for method, key in (
@@ -256,3 +261,25 @@ def test_imported_runs_keep_the_draw_of_the_data_they_were_trained_on(tmp_path, 
     assert "| hopper-medium | 42.0 | — | 62.0 ± 0.0 (1) | 48.0 ± 0.0 (1) |" in table  # data: this machine's draw
     assert ("Data draws of hopper-medium differ between its runs: average 42.000: gmpg-gvp seed 0; "
             "average 42.125: iql-d3rlpy seed 0.") in table  # fmt: skip
+
+
+def test_a_run_finished_before_the_noise_score_gets_it_from_its_checkpoint(hopper_medium: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A finished run without the N(0, I)-noise score (an earlier scores.py's) is scored from its final checkpoint when
+    the command runs again, with the same seeded noise; an imported run, which has no checkpoint, is left alone."""
+    scores = load_scores()
+    out = str(tmp_path / "table")
+    command = ["--datasets", "hopper-medium", "--seeds", "0", "--algos", "gmpg", "--models", "gvp", "--no-reference",
+               "--out", out, *TINY_SETTINGS]  # fmt: skip
+    scores.main(command)
+    folder = scores.Job("policy", "hopper-medium", 0, "gmpg", "gvp").folder(out)
+    first = scores.read_done(folder)
+    assert first is not None and set(first[scores.NOISE_KEY]) == {"score_mean", "score_std"}
+    scores.mark_done(folder, {k: v for k, v in first.items() if k != scores.NOISE_KEY})
+    os.replace(os.path.join(folder, "checkpoint.zip"), os.path.join(tmp_path, "checkpoint.zip"))
+    scores.main(command)  # no checkpoint (as for an imported run): nothing to score
+    assert scores.NOISE_KEY not in scores.read_done(folder)
+    assert "sampler" not in open(os.path.join(out, "scores.md")).read()
+    os.replace(os.path.join(tmp_path, "checkpoint.zip"), os.path.join(folder, "checkpoint.zip"))
+    scores.main(command)
+    assert scores.read_done(folder)[scores.NOISE_KEY] == first[scores.NOISE_KEY]  # seeded: the same score
+    assert read_rows(os.path.join(out, "final_with_noise.csv"))[0]["score_mean"] == str(first[scores.NOISE_KEY]["score_mean"])
