@@ -60,7 +60,8 @@ def evaluate(
     :param env: an environment id, or a function that makes one environment
     :param n_eval_episodes: episodes per seed, played in parallel
     :param seeds: evaluation seeds
-    :param deterministic: deterministic actions (zero initial noise for the generative policies)
+    :param deterministic: deterministic actions (zero initial noise for the generative policies); False draws each
+        action's initial noise from N(0, I), as the paper's evaluation does
     :return: returns and normalised scores, one row per seed
     """
     check_int("n_eval_episodes", n_eval_episodes)
