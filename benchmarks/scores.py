@@ -421,8 +421,10 @@ class D3rlpyPolicy:
 def import_runs(args: argparse.Namespace, runs: list[Job], path: str) -> None:
     """Restore the finished runs of an earlier table's ``scores.csv`` (from another machine or session) as finished
     run folders, so that a table spans machines: only runs this plan has and has not finished itself. Their
-    evaluations come back as they were; nothing of theirs is trained again (critics are not in ``scores.csv``)."""
+    evaluations come back as they were, with their final score under N(0, I) noise where the ``final_with_noise.csv``
+    beside that ``scores.csv`` has one; nothing of theirs is trained again (critics are not in ``scores.csv``)."""
     wanted = {(job.name, job.dataset, job.seed): job for job in runs}
+    noise = imported_noise_scores(os.path.join(os.path.dirname(os.path.abspath(path)), "final_with_noise.csv"))
     if not os.path.isfile(path):
         raise SystemExit(f"--import-runs: {path!r} is not a file (an earlier table's scores.csv)")
     with open(path) as file:
@@ -446,13 +448,32 @@ def import_runs(args: argparse.Namespace, runs: list[Job], path: str) -> None:
         average = run_rows[0].get("dataset_average")
         if average not in (None, "") and not _is_number(average):
             raise SystemExit(f"--import-runs: {path!r} gives {key} a dataset_average of {average!r}, not a number")
-        mark_done(job.folder(args.out), {"imported_from": os.path.abspath(path), "dataset_average": average})
+        info: dict[str, Any] = {"imported_from": os.path.abspath(path), "dataset_average": average}
+        if key in noise:
+            info[NOISE_KEY] = noise[key]
+        mark_done(job.folder(args.out), info)
         print(f"{job} imported from {path}", flush=True)
         here = run_dataset_average(Job("critic", job.dataset, job.seed).folder(args.out))
         if here is not None and average not in (None, "") and abs(here - float(average)) > 5e-4:
             print(f"warning: {job.name}/{job.dataset}/seed{job.seed} was trained on a {job.dataset} of average "
                   f"{float(average):.3f}; this machine's draw of it averages {here:.3f} (scores.md lists the draws)",
                   flush=True)  # fmt: skip
+
+
+def imported_noise_scores(path: str) -> dict[tuple[str, str, int], dict[str, float]]:
+    """The N(0, I)-noise final scores of an earlier table's ``final_with_noise.csv``, by (method, dataset, seed); none
+    when the file is absent (a table from before that score)."""
+    if not os.path.isfile(path):
+        return {}
+    scores = {}
+    with open(path) as file:
+        for row in csv.DictReader(file):
+            try:
+                key = (row["method"], row["dataset"], int(row["seed"]))
+                scores[key] = {"score_mean": float(row["score_mean"]), "score_std": float(row["score_std"])}
+            except (KeyError, TypeError, ValueError) as error:
+                raise SystemExit(f"--import-runs: {path!r} is not a final_with_noise.csv ({error!r} in {row})") from error
+    return scores
 
 
 def _is_number(text: str) -> bool:

@@ -207,6 +207,10 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
         ("gmpg-gvp", "walker2d-medium", 0, "True", 150, 78.0),  # not a dataset of this plan
     ]  # fmt: skip
     path = write_earlier_table(tmp_path / "earlier.csv", fields, earlier)
+    # the earlier table's N(0, I)-noise scores, beside its scores.csv: they travel with the runs they belong to
+    (tmp_path / "final_with_noise.csv").write_text(
+        "method,dataset,seed,score_mean,score_std\ngmpg-gvp,hopper-medium,0,58.5,3.25\ngmpg-gvp,walker2d-medium,0,70.0,1.0\n"
+    )
     out = str(tmp_path / "table")
     scores.main(["--preset", "cpu", "--datasets", "hopper-medium", "--seeds", "0", "--out", out,
                  "--import-runs", str(path), "--report-only"])  # fmt: skip
@@ -217,6 +221,9 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
     ]
     assert {r["dataset_average"] for r in rows} == {"42.125"}  # the data column travels with the runs
     assert "| hopper-medium | 42.1 |" in open(os.path.join(out, "scores.md")).read()
+    noise = read_rows(os.path.join(out, "final_with_noise.csv"))
+    assert [(r["method"], r["dataset"], r["score_mean"]) for r in noise] == [("gmpg-gvp", "hopper-medium", "58.5")]
+    assert "| hopper-medium | 58.5 ± 0.0 (1) |" in open(os.path.join(out, "scores.md")).read()
     gmpg = scores.Job("policy", "hopper-medium", 0, "gmpg", "gvp")
     args = scores.parse_args(["--preset", "cpu", "--out", out])
     assert scores.run_job(gmpg, args).endswith("already done")  # a later run does not train it again
@@ -232,6 +239,10 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
     with pytest.raises(SystemExit, match=r"dataset_average of 'n/a', not a number"):
         scores.main(["--preset", "cpu", "--datasets", "walker2d-medium", "--seeds", "0", "--out", out,
                      "--import-runs", bad, "--report-only"])  # fmt: skip
+    (tmp_path / "final_with_noise.csv").write_text("method,dataset,seed,score_mean,score_std\ngmpg-gvp,walker2d-medium,0,x,1\n")
+    with pytest.raises(SystemExit, match=r"is not a final_with_noise\.csv"):
+        scores.main(["--preset", "cpu", "--datasets", "walker2d-medium", "--seeds", "0", "--out", str(tmp_path / "t2"),
+                     "--import-runs", str(path), "--report-only"])  # fmt: skip
 
 
 def test_imported_runs_keep_the_draw_of_the_data_they_were_trained_on(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
