@@ -239,7 +239,8 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
     with pytest.raises(SystemExit, match=r"dataset_average of 'n/a', not a number"):
         scores.main(["--preset", "cpu", "--datasets", "walker2d-medium", "--seeds", "0", "--out", out,
                      "--import-runs", bad, "--report-only"])  # fmt: skip
-    (tmp_path / "final_with_noise.csv").write_text("method,dataset,seed,score_mean,score_std\ngmpg-gvp,walker2d-medium,0,x,1\n")
+    noise_file = tmp_path / "final_with_noise.csv"
+    noise_file.write_text("method,dataset,seed,score_mean,score_std\ngmpg-gvp,walker2d-medium,0,x,1\n")
     with pytest.raises(SystemExit, match=r"is not a final_with_noise\.csv"):
         scores.main(["--preset", "cpu", "--datasets", "walker2d-medium", "--seeds", "0", "--out", str(tmp_path / "t2"),
                      "--import-runs", str(path), "--report-only"])  # fmt: skip
