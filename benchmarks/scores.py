@@ -424,9 +424,9 @@ def import_runs(args: argparse.Namespace, runs: list[Job], path: str) -> None:
     evaluations come back as they were, with their final score under N(0, I) noise where the ``final_with_noise.csv``
     beside that ``scores.csv`` has one; nothing of theirs is trained again (critics are not in ``scores.csv``)."""
     wanted = {(job.name, job.dataset, job.seed): job for job in runs}
-    noise = imported_noise_scores(os.path.join(os.path.dirname(os.path.abspath(path)), "final_with_noise.csv"))
     if not os.path.isfile(path):
         raise SystemExit(f"--import-runs: {path!r} is not a file (an earlier table's scores.csv)")
+    noise = imported_noise_scores(os.path.join(os.path.dirname(os.path.abspath(path)), "final_with_noise.csv"))
     with open(path) as file:
         reader = csv.DictReader(file)
         missing = {"method", "dataset", "seed", "finished", *EVAL_FIELDS} - set(reader.fieldnames or [])
