@@ -48,16 +48,34 @@ DATASETS = [f"{task}-{level}" for task in ("halfcheetah", "hopper", "walker2d") 
 LOCAL_DATASETS = [d for d in DATASETS if d != "walker2d-medium-replay"]
 MODELS = ["vpsde", "gvp", "icfm"]
 EVAL_FIELDS = ["step", "wall_s", "return_mean", "return_std", "score_mean", "score_std"]
-IQL = "iql-d3rlpy"
+IQL, BC, REBRAC = "iql-d3rlpy", "bc-d3rlpy", "rebrac-d3rlpy"
+#: d3rlpy's baselines, by job kind: the column each one fills
+BASELINES = {"bc": BC, "iql": IQL, "rebrac": REBRAC}
+#: the column of the generative behaviour-cloned start: each GMPG run's step-0 evaluation (mu, before any GMPG step)
+MU = "mu-gvp"  # the CPU recipe's
+
+
+def mu_column(method: str) -> str | None:
+    """The mu column a policy column's step-0 evaluation fills ("gmpg-gvp" -> "mu-gvp"), None for other columns."""
+    algo, _, model = method.partition("-")
+    return f"mu-{model}" if algo == "gmpg" and model in MODELS else None
+#: ReBRAC's (actor_beta, critic_beta) per dataset, from d3rlpy's ``reproductions/offline/rebrac.py`` (the ReBRAC
+#: paper's table)
+REBRAC_BETAS = {
+    "halfcheetah-medium": (0.001, 0.01), "halfcheetah-medium-replay": (0.01, 0.001),
+    "halfcheetah-medium-expert": (0.01, 0.01), "hopper-medium": (0.01, 0.001), "hopper-medium-replay": (0.05, 0.5),
+    "hopper-medium-expert": (0.1, 0.01), "walker2d-medium": (0.05, 0.1), "walker2d-medium-replay": (0.05, 0.01),
+    "walker2d-medium-expert": (0.01, 0.01),
+}  # fmt: skip
 #: ``done.json``'s key for a policy run's final score with the paper's sampler (initial noise from N(0, I))
 NOISE_KEY = "final_with_noise"
 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One unit of work: the shared critic of a (dataset, seed), a policy run, or d3rlpy's IQL."""
+    """One unit of work: the shared critic of a (dataset, seed), a policy run, or one of d3rlpy's baselines."""
 
-    kind: str  # "critic", "policy" or "iql"
+    kind: str  # "critic", "policy", or a key of BASELINES ("bc", "iql", "rebrac")
     dataset: str  # e.g. "hopper-medium"
     seed: int
     algo: str = ""  # "gmpo" / "gmpg" for policy runs
@@ -65,7 +83,9 @@ class Job:
 
     @property
     def name(self) -> str:
-        return IQL if self.kind == "iql" else f"{self.algo}-{self.model}" if self.kind == "policy" else "critic"
+        if self.kind in BASELINES:
+            return BASELINES[self.kind]
+        return f"{self.algo}-{self.model}" if self.kind == "policy" else "critic"
 
     def folder(self, out: str) -> str:
         return os.path.join(out, "runs", self.name, self.dataset, f"seed{self.seed}")
@@ -154,12 +174,17 @@ def score_with_noise(model: Any, job: Job, episodes: int) -> dict[str, float]:
 
 
 class Recorder:
-    """A run's evaluations: ``evals.csv`` appended row by row, and the score of each evaluation."""
+    """A run's evaluations: ``evals.csv`` appended row by row, and the score of each evaluation.
+
+    Its ``wall_s`` column is the run's training time up to the evaluation, evaluations and checkpoints left out, and
+    carried over a resume (the time of a killed segment after its last checkpoint is lost), so that columns compare
+    at equal training time whatever their evaluation cadence."""
 
     def __init__(self, job: Job, out: str, episodes: int, normalize: Callable[[np.ndarray], np.ndarray]) -> None:
         self.job, self.episodes, self.normalize = job, episodes, normalize
         self.path = os.path.join(job.folder(out), "evals.csv")
-        self.start = time.time()
+        self.start, self.offset, self.paused, self.pause_from = time.time(), 0.0, 0.0, 0.0
+        self.last_wall = 0.0  # training seconds at the last evaluation
 
     def rows(self, up_to: int) -> list[dict[str, str]]:
         """Rows already written, keeping those at or before step ``up_to`` (the checkpoint's)."""
@@ -169,15 +194,32 @@ class Recorder:
             return [row for row in csv.DictReader(file) if int(row["step"]) <= up_to]
 
     def truncate(self, up_to: int) -> None:
-        """Drop rows written after the checkpoint being resumed from (a kill between the row and the save)."""
-        self._write(self.rows(up_to), mode="w")
+        """Drop rows written after the checkpoint being resumed from (a kill between the row and the save), and
+        continue the training time from the last row kept."""
+        kept = self.rows(up_to)
+        self.offset = float(kept[-1]["wall_s"]) if kept else 0.0
+        self._write(kept, mode="w")
 
-    def record(self, model: Any, step: int) -> float:
-        returns = evaluate(model, self.job.dataset, self.episodes, self.job.seed)
+    def training_seconds(self) -> float:
+        """Training time so far: wall time since the start (or the resumed row) less evaluations and checkpoints."""
+        return self.offset + time.time() - self.start - self.paused
+
+    def record(self, model: Any, step: int, episodes: int | None = None) -> float:
+        """Evaluate ``model`` and append a row; the time it takes (and the checkpoint after it, until ``resume``) is
+        not training time.
+
+        :param model: anything with SB3's ``predict``
+        :param step: the run's gradient steps so far
+        :param episodes: episodes of this evaluation (default: the recorder's)
+        :return: the mean D4RL-normalised score
+        """
+        self.pause_from = time.time()
+        wall = self.last_wall = self.training_seconds()
+        returns = evaluate(model, self.job.dataset, episodes or self.episodes, self.job.seed)
         scores = self.normalize(returns)
         row = {
             "step": str(step),
-            "wall_s": f"{time.time() - self.start:.1f}",
+            "wall_s": f"{wall:.1f}",
             "return_mean": f"{returns.mean():.2f}",
             "return_std": f"{returns.std():.2f}",
             "score_mean": f"{scores.mean():.2f}",
@@ -186,6 +228,10 @@ class Recorder:
         self._write([row], mode="a")
         print(f"[{self.job.name} {self.job.dataset} seed {self.job.seed}] step {step}: score {scores.mean():.1f}", flush=True)
         return float(scores.mean())
+
+    def resume(self) -> None:
+        """Training goes on: the time since the last ``record`` began was evaluation and checkpointing."""
+        self.paused += time.time() - self.pause_from
 
     def _write(self, rows: list[dict[str, str]], mode: str) -> None:
         new = mode == "w" or not os.path.exists(self.path)
@@ -224,7 +270,7 @@ def add_noise_score(job: Job, args: argparse.Namespace) -> str:
     from sb3_generative import GMPG, GMPO
 
     cls = GMPO if job.algo == "gmpo" else GMPG
-    info[NOISE_KEY] = score_with_noise(cls.load(checkpoint, env=None, device=args.device), job, args.eval_episodes)
+    info[NOISE_KEY] = score_with_noise(cls.load(checkpoint, env=None, device=args.device), job, args.final_episodes)
     mark_done(folder, info)
     return f"{job} already done; scored with N(0, I) noise: {info[NOISE_KEY]['score_mean']}"
 
@@ -240,7 +286,8 @@ def run_job(job: Job, args: argparse.Namespace) -> str:
         return add_noise_score(job, args)
     start = time.time()
     try:
-        {"critic": train_critic, "policy": train_policy, "iql": train_iql}[job.kind](job, args)
+        train_critic(job, args) if job.kind == "critic" else train_policy(job, args) if job.kind == "policy" else \
+            train_baseline(job, args)
     except Exception:
         with open(os.path.join(job.folder(args.out), "error.txt"), "w") as file:
             file.write(traceback.format_exc())
@@ -258,10 +305,13 @@ def train_critic(job: Job, args: argparse.Namespace) -> None:
     params = hyperparameters("gmpo", job.dataset, args.budget, args.overrides.get("gmpo", {}), args.preset)
     model = build("gmpo", job, params, args, critic=None)
     log_training(model, job.folder(args.out), 0)
+    start = time.time()
     model.pretrain(log_interval=max(1, params["critic_steps"] // 20), phases=("critic",))  # GMPO's BC: in its run
+    train_s = time.time() - start
     model.save(critic_path(args, job.dataset, job.seed))
     average = float(model.normalized_score(dataset_returns(model)).mean())
-    mark_done(job.folder(args.out), {"critic_steps": params["critic_steps"], "dataset_average": average})
+    info = {"critic_steps": params["critic_steps"], "dataset_average": average, "train_s": round(train_s, 1)}
+    mark_done(job.folder(args.out), info)
 
 
 def log_training(model: Any, folder: str, start: int) -> None:
@@ -319,66 +369,109 @@ def train_policy(job: Job, args: argparse.Namespace) -> None:
     log_training(model, folder, model.num_timesteps)
     if not os.path.exists(checkpoint) and model.bc_steps > 0:
         model.pretrain()  # behaviour cloning: the starting point the policy phase must improve on, scored at step 0
-        recorder.record(model, 0)
+        recorder.record(model, 0, args.final_episodes)  # mu's score is a column of its own: a final's episodes
         model.save(checkpoint)
+        recorder.resume()
     points = [s for s in evaluation_steps(total, args.evals, args.eval_freq) if s > model.num_timesteps]
 
     class Evaluate(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps in points:
-                recorder.record(self.model, self.num_timesteps)
+                final = self.num_timesteps == total
+                recorder.record(self.model, self.num_timesteps, args.final_episodes if final else None)
                 self.model.save(checkpoint)
+                recorder.resume()
             return True
 
     if points:
         log_interval = max(1, total // 50)  # 50 rows of training statistics per run
         model.learn(total - model.num_timesteps, callback=Evaluate(), reset_num_timesteps=False, log_interval=log_interval)
-    info = {"n_timesteps": total, "params": {k: repr(v) for k, v in params.items()}}
-    mark_done(folder, {**info, NOISE_KEY: score_with_noise(model, job, args.eval_episodes)})
+    info = {"n_timesteps": total, "train_s": round(recorder.last_wall, 1), "params": {k: repr(v) for k, v in params.items()}}
+    mark_done(folder, {**info, NOISE_KEY: score_with_noise(model, job, args.final_episodes)})
 
 
-def train_iql(job: Job, args: argparse.Namespace) -> None:
-    """d3rlpy's IQL with its D4RL reproduction settings on the same Minari file, seed and critic step budget:
-    rewards scaled by 1000 / (max return - min return) (the IQL paper's convention), cosine-annealed actor Adam."""
+def baseline_steps(job: Job, args: argparse.Namespace) -> int:
+    """A d3rlpy baseline's gradient steps: ``--<kind>-steps``, else the preset's critic steps (scaled by ``--budget``)."""
+    steps: int | None = getattr(args, f"{job.kind}_steps")
+    return steps or hyperparameters("gmpo", job.dataset, args.budget, {}, args.preset)["critic_steps"]
+
+
+def d3rlpy_config(job: Job, total: int, reward_scale: float) -> Any:
+    """A d3rlpy baseline's settings: those of d3rlpy's own D4RL reproduction scripts (``reproductions/offline/``), the
+    schedules stretched to this run's ``total`` steps; d3rlpy's defaults for BC, which has no such script.
+
+    - BC: ``BCConfig()``, a deterministic policy regressed on the data's actions (what "BC" is in the D4RL tables);
+    - IQL (``iql.py``): lr 3e-4, batch 256, temperature 3, weights clipped at 100, expectile 0.7, rewards scaled by
+      ``1000 / (max return - min return)``, the actor's learning rate cosine-annealed to 0 at the last step;
+    - ReBRAC (``rebrac.py``): three hidden layers of 256, layer normalisation in the critic, lr 1e-3, target
+      smoothing 0.2 clipped at 0.5, the actor updated every second step, the per-dataset (actor, critic) BC
+      penalties of the ReBRAC paper (``REBRAC_BETAS``), standardised observations, raw rewards; batch 256 where the
+      script has 1024, the one change for the CPU budget (an update costs 24 ms against 73 ms on one core, so 37,000
+      steps fit the quarter hour of a GMPO run where 12,000 would at 1024; batch 256 is also every other column's).
+
+    :param job: the baseline's job (its kind and dataset)
+    :param total: gradient steps of the run
+    :param reward_scale: IQL's reward factor for this dataset (``locomotion_reward_scale``)
+    :return: a d3rlpy config, to ``create`` on a device
+    """
+    import d3rlpy
+
+    if job.kind == "bc":
+        return d3rlpy.algos.BCConfig()
+    if job.kind == "iql":
+        schedule = d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=total)
+        return d3rlpy.algos.IQLConfig(
+            actor_learning_rate=3e-4, critic_learning_rate=3e-4, batch_size=256, weight_temp=3.0, max_weight=100.0,
+            expectile=0.7, reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(reward_scale),
+            actor_optim_factory=d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=schedule),
+        )  # fmt: skip
+    actor_beta, critic_beta = REBRAC_BETAS[job.dataset]
+    return d3rlpy.algos.ReBRACConfig(
+        actor_learning_rate=1e-3, critic_learning_rate=1e-3, batch_size=256, gamma=0.99,
+        actor_encoder_factory=d3rlpy.models.VectorEncoderFactory([256, 256, 256]),
+        critic_encoder_factory=d3rlpy.models.VectorEncoderFactory([256, 256, 256], use_layer_norm=True),
+        target_smoothing_sigma=0.2, target_smoothing_clip=0.5, update_actor_interval=2, actor_beta=actor_beta,
+        critic_beta=critic_beta, observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
+    )  # fmt: skip
+
+
+def train_baseline(job: Job, args: argparse.Namespace) -> None:
+    """One of d3rlpy's baselines (``d3rlpy_config``) on the same Minari file, seed and evaluation episodes as the
+    policy runs, evaluated and checkpointed at its evaluation steps (the last on ``--final-episodes`` episodes)."""
     import d3rlpy
 
     from sb3_generative.common.datasets import load_offline_data, locomotion_reward_scale, normalized_score
 
-    params = hyperparameters("gmpo", job.dataset, args.budget, {}, args.preset)
-    total, data = args.iql_steps or params["critic_steps"], load_offline_data(params["dataset"])
+    total = baseline_steps(job, args)
+    data = load_offline_data(hyperparameters("gmpo", job.dataset, 1.0, {}, args.preset)["dataset"])
     folder = job.folder(args.out)
     state_path = os.path.join(folder, "checkpoint.json")  # names the last complete checkpoint and its step
     d3rlpy.seed(job.seed)
     if os.path.exists(state_path):
         with open(state_path) as file:
             state = json.load(file)
-        iql, done = (
-            d3rlpy.load_learnable(os.path.join(folder, state["file"]), device=d3rlpy_device(args.device)),
-            state["step"],
-        )
+        algo = d3rlpy.load_learnable(os.path.join(folder, state["file"]), device=d3rlpy_device(args.device))
+        done = state["step"]
     else:
-        iql = d3rlpy.algos.IQLConfig(
-            actor_optim_factory=d3rlpy.optimizers.AdamFactory(
-                lr_scheduler_factory=d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=total)
-            ),
-        ).create(device=d3rlpy_device(args.device))
+        algo = d3rlpy_config(job, total, locomotion_reward_scale(data)).create(device=d3rlpy_device(args.device))
         done = 0
     recorder = Recorder(job, args.out, args.eval_episodes, lambda r: normalized_score(r, data))
     recorder.truncate(done)
-    mdp = mdp_dataset(data, locomotion_reward_scale(data))
-    policy = D3rlpyPolicy(iql)
+    mdp, policy = mdp_dataset(data), D3rlpyPolicy(algo)
     for point in [s for s in evaluation_steps(total, args.evals, args.eval_freq) if s > done]:
-        iql.fit(mdp, n_steps=point - done, n_steps_per_epoch=point - done, show_progress=False,
-                logger_adapter=d3rlpy.logging.NoopAdapterFactory())  # fmt: skip
-        recorder.record(policy, point)
-        iql.save(os.path.join(folder, f"checkpoint_{point}.d3"))
+        algo.fit(mdp, n_steps=point - done, n_steps_per_epoch=point - done, show_progress=False,
+                 logger_adapter=d3rlpy.logging.NoopAdapterFactory())  # fmt: skip
+        recorder.record(policy, point, args.final_episodes if point == total else None)
+        algo.save(os.path.join(folder, f"checkpoint_{point}.d3"))
         with open(state_path + ".tmp", "w") as file:
             json.dump({"file": f"checkpoint_{point}.d3", "step": point}, file)
         os.replace(state_path + ".tmp", state_path)  # only now does the new checkpoint count
         if done and os.path.exists(os.path.join(folder, f"checkpoint_{done}.d3")):
             os.remove(os.path.join(folder, f"checkpoint_{done}.d3"))
         done = point
-    mark_done(folder, {"n_steps": total})
+        recorder.resume()
+    average = float(normalized_score(data.episode_returns(), data).mean())
+    mark_done(folder, {"n_steps": total, "train_s": round(recorder.last_wall, 1), "dataset_average": average})
 
 
 def d3rlpy_device(device: str) -> str:
@@ -390,8 +483,9 @@ def d3rlpy_device(device: str) -> str:
     return device if ":" in device else f"{device}:0"
 
 
-def mdp_dataset(data: Any, reward_scale: float) -> Any:
-    """d3rlpy's dataset from our flat transitions: episodes end at terminations or time-outs (never both)."""
+def mdp_dataset(data: Any) -> Any:
+    """d3rlpy's dataset from our flat transitions: episodes end at terminations or time-outs (never both), the last
+    (cut-off) episode at a time-out; rewards as recorded (a baseline scales them with its own ``reward_scaler``)."""
     import d3rlpy
 
     timeouts = data.truncations & ~data.terminations
@@ -401,7 +495,7 @@ def mdp_dataset(data: Any, reward_scale: float) -> Any:
     return d3rlpy.dataset.MDPDataset(
         observations=data.observations,
         actions=data.actions,
-        rewards=(data.rewards * reward_scale).astype(np.float32),
+        rewards=data.rewards.astype(np.float32),
         terminals=data.terminations.astype(np.float32),
         timeouts=timeouts.astype(np.float32),
     )
@@ -500,6 +594,9 @@ def collect(args: argparse.Namespace, jobs: list[Job]) -> list[dict[str, Any]]:
         with open(path) as file:
             for row in csv.DictReader(file):
                 rows.append({**tags, "dataset_average": "" if average is None else f"{average:.3f}", **row})
+                mu = mu_column(job.name)
+                if mu and row["step"] == "0":  # GMPG's behaviour-cloned mu, before its first step: a finished run
+                    rows.append({**rows[-1], "method": mu, "finished": True})
     with open(os.path.join(args.out, "scores.csv"), "w", newline="") as file:
         writer = csv.DictWriter(file, ["method", "dataset", "seed", "finished", "dataset_average", *EVAL_FIELDS])
         writer.writeheader()
@@ -557,21 +654,87 @@ def noise_table(noise: list[dict[str, Any]], methods: list[str], datasets: list[
         cells = []
         for method in methods:
             values = np.array([r["score_mean"] for r in noise if r["method"] == method and r["dataset"] == dataset])
-            cells.append(f"{values.mean():.1f} ± {values.std():.1f} ({len(values)})" if len(values) else "—")
+            cells.append(mean_cell(values))
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
-def summary(rows: list[dict[str, Any]], method: str, dataset: str, best: bool) -> str:
-    """``mean ± std (n seeds)`` of the final (or best) evaluation of each finished seed."""
+def run_scores(rows: list[dict[str, Any]], method: str, dataset: str, best: bool) -> dict[int, float]:
+    """Each finished seed's final (last) or best evaluation of a column on a dataset. A policy run's best leaves out
+    its step-0 evaluation, which scores mu (a column of its own), not the policy the run trained."""
     per_seed: dict[int, list[float]] = {}
     for row in rows:
         if row["method"] == method and row["dataset"] == dataset and row["finished"]:
-            per_seed.setdefault(row["seed"], []).append(float(row["score_mean"]))
-    if not per_seed:
+            if best and mu_column(method) and str(row["step"]) == "0":
+                continue
+            per_seed.setdefault(int(row["seed"]), []).append(float(row["score_mean"]))
+    return {seed: max(v) if best else v[-1] for seed, v in per_seed.items() if v}
+
+
+def interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95% confidence interval of the mean over seeds (Student's t; with one seed, the value itself)."""
+    from scipy import stats
+
+    if len(values) < 2:
+        return float(values[0]), float(values[0])
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def summary(rows: list[dict[str, Any]], method: str, dataset: str, best: bool) -> str:
+    """``mean [95% interval] (n seeds)`` of the final (or best) evaluation of each finished seed."""
+    return mean_cell(np.array(list(run_scores(rows, method, dataset, best).values())))
+
+
+def mean_cell(values: np.ndarray) -> str:
+    """A table cell: ``mean [95% interval] (n)``, ``value (1)`` for one seed, "—" for none."""
+    if not len(values):
         return "—"
-    values = np.array([max(v) if best else v[-1] for v in per_seed.values()])
-    return f"{values.mean():.1f} ± {values.std():.1f} ({len(values)})"
+    if len(values) == 1:
+        return f"{values[0]:.1f} (1)"
+    low, high = interval(values)
+    return f"{values.mean():.1f} [{low:.1f}, {high:.1f}] ({len(values)})"
+
+
+def wall_table(args: argparse.Namespace, jobs: list[Job], methods: list[str], datasets: list[str]) -> list[str]:
+    """The lines of ``scores.md``'s table of training time per run (minutes, evaluations left out), mean over seeds:
+    a GMPO or GMPG run counts half of the critic it shares with the other algorithm's run (one third when three
+    columns share it, and so on), a baseline its own training; mu is part of its GMPG run."""
+    sharing = max(1, len([m for m in methods if m.split("-")[0] in ("gmpo", "gmpg")]))
+    minutes: dict[tuple[str, str], list[float]] = {}
+    for job in jobs:
+        info = read_done(job.folder(args.out))
+        if info is None or "train_s" not in info:
+            continue  # not finished, or imported / finished before scores.py recorded its training time
+        seconds = float(info["train_s"])
+        if job.kind == "policy":
+            critic = read_done(Job("critic", job.dataset, job.seed).folder(args.out)) or {}
+            seconds += float(critic.get("train_s", "nan")) / sharing
+        minutes.setdefault((job.name, job.dataset), []).append(seconds / 60)
+    shown = [m for m in methods if any(key[0] == m for key in minutes)]
+    if not shown:
+        return []
+    lines = [f"### Training time per run (minutes on this machine, evaluations left out; GMPO/GMPG with 1/{sharing} "
+             "of their shared critic)", "", "| dataset | " + " | ".join(shown) + " |",
+             "|---|" + "---|" * len(shown)]  # fmt: skip
+    for dataset in datasets:
+        cells = [f"{np.mean(minutes[m, dataset]):.1f}" if (m, dataset) in minutes else "—" for m in shown]
+        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def failures(args: argparse.Namespace, jobs: list[Job]) -> list[str]:
+    """A line per run that failed (its ``error.txt``) and has not finished since: failed runs are reported as they
+    ended, not left out of the table silently."""
+    lines = []
+    for job in jobs:
+        folder = job.folder(args.out)
+        path = os.path.join(folder, "error.txt")
+        if os.path.exists(path) and read_done(folder) is None:
+            with open(path) as file:
+                last = [line for line in file.read().splitlines() if line.strip()][-1:] or ["(empty)"]
+            lines.append(f"- FAILED: {job.name} {job.dataset} seed {job.seed}: {last[0]} ({path})")
+    return ["### Failed runs", "", *lines, ""] if lines else []
 
 
 def write_table(
@@ -580,15 +743,19 @@ def write_table(
     methods: list[str],
     datasets: list[str],
     noise: list[dict[str, Any]] | None = None,
+    jobs: list[Job] | None = None,
 ) -> None:
-    """``scores.md``: D4RL-normalised final and best scores, mean ± std over seeds (seeds in brackets), and the final
-    scores with N(0, I) noise where runs have them."""
+    """``scores.md``: D4RL-normalised final and best scores, the mean over seeds with its 95% interval (seeds in
+    brackets), the final scores with N(0, I) noise where runs have them, each column's training time per run, and
+    the runs that failed."""
     averages = dataset_averages(args, datasets, args.seeds)
     cadence = f"every {args.eval_freq} steps" if args.eval_freq else f"{args.evals} evaluations per run"
     overrides = "; ".join(f"{algo}: {values}" for algo, values in args.overrides.items() if values) or "none"
     lines = [
         f"Preset {args.preset}, budget {args.budget} of its steps; overrides {overrides}; {args.eval_episodes} episodes per "
-        f"evaluation, {cadence}. Entries: mean ± std over seeds (number of seeds).",
+        f"evaluation, {cadence}, the last on {args.final_episodes} episodes (mu: GMPG's step 0, also on "
+        f"{args.final_episodes}); every column plays the same episodes (environment seeds) for a seed. Entries: mean "
+        "over seeds [95% interval, Student's t] (number of seeds).",
         "",
     ]
     for label, best in (("Final score (last evaluation)", False), ("Best evaluation (optimistic; not a final score)", True)):
@@ -600,6 +767,7 @@ def write_table(
             lines.append(f"| {dataset} | {data} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += noise_table(noise or [], methods, datasets)
+    lines += wall_table(args, jobs or [], methods, datasets) + failures(args, jobs or [])
     lines += draw_notes(rows, datasets)
     with open(os.path.join(args.out, "scores.md"), "w") as file:
         file.write("\n".join(lines))
@@ -626,14 +794,10 @@ def score_matrices(rows: list[dict[str, Any]], methods: list[str], datasets: lis
     a finished run of every seed they have on every dataset (rliable's stratified bootstrap needs full matrices)."""
     matrices = {}
     for method in methods:
-        per_run: dict[tuple[str, int], list[float]] = {}
-        for row in rows:
-            if row["method"] == method and row["finished"]:
-                per_run.setdefault((row["dataset"], int(row["seed"])), []).append(float(row["score_mean"]))
-        seeds = sorted({seed for _, seed in per_run})
-        if seeds and all((d, s) in per_run for d in datasets for s in seeds):
-            pick = max if best else (lambda values: values[-1])
-            matrices[method] = np.array([[pick(per_run[d, s]) for d in datasets] for s in seeds])
+        per_dataset = {d: run_scores(rows, method, d, best) for d in datasets}
+        seeds = sorted({seed for values in per_dataset.values() for seed in values})
+        if seeds and all(s in per_dataset[d] for d in datasets for s in seeds):
+            matrices[method] = np.array([[per_dataset[d][s] for d in datasets] for s in seeds])
     return matrices
 
 
@@ -662,9 +826,31 @@ def write_statistics(args: argparse.Namespace, rows: list[dict[str, Any]], metho
         if not best:
             plot_profile(args, matrices)
     lines += [f"| {method} | " + " | ".join(values) + " |" for method, values in cells.items() if len(values) == 3]
+    lines += improvement_lines(args, score_matrices(rows, methods, datasets, best=False))
     with open(os.path.join(args.out, "statistics.md"), "w") as file:
         file.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def improvement_lines(args: argparse.Namespace, matrices: dict[str, Any]) -> list[str]:
+    """The lines of ``statistics.md``'s table of rliable's probability of improvement, P(X > Y): the chance that a
+    run of GMPO or GMPG (X) ends above a run of a baseline column (Y) on a dataset drawn at random, averaged over
+    datasets (the Mann-Whitney statistic per dataset), with 95% stratified-bootstrap intervals, on final scores."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    policies = [m for m in matrices if m.split("-")[0] in ("gmpo", "gmpg")]
+    pairs = {f"{x},{y}": (matrices[x], matrices[y]) for x in policies for y in matrices if y not in policies}
+    if not pairs:
+        return []
+    points, intervals = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=args.bootstrap)
+    lines = ["", "Probability of improvement P(X > Y) on final scores (rliable; 0.5: no difference), 95% "
+             "stratified-bootstrap intervals:", "", "| X | Y | P(X > Y) |", "|---|---|---|"]  # fmt: skip
+    for pair in pairs:
+        low, high = np.ravel(intervals[pair])[:2]
+        x, y = pair.split(",")
+        lines.append(f"| {x} | {y} | {float(np.ravel(points[pair])[0]):.2f} [{low:.2f}, {high:.2f}] |")
+    return lines
 
 
 def plot_profile(args: argparse.Namespace, matrices: dict[str, Any]) -> None:
@@ -716,13 +902,13 @@ def plot_curves(args: argparse.Namespace, rows: list[dict[str, Any]], methods: l
 
 # ---------------------------------------------------------------------------------------------------- main
 def plan(args: argparse.Namespace) -> tuple[list[Job], list[Job]]:
-    """The critic jobs (first) and the jobs that need them."""
-    critics = [Job("critic", d, s) for d in args.datasets for s in args.seeds]
+    """The critic jobs (first) and the jobs that need them (policy runs, and the baselines, which need none)."""
+    critics = [Job("critic", d, s) for d in args.datasets for s in args.seeds] if args.algos else []
     runs = [Job("policy", d, s, a, m) for d in args.datasets for s in args.seeds for a in args.algos
             for m in models(args, a, d)]  # fmt: skip
-    if args.reference:
-        runs += [Job("iql", d, s) for d in args.datasets for s in args.seeds]
-    return critics, runs
+    runs += [Job(kind, d, s) for kind in args.baselines for d in args.datasets for s in args.seeds]
+    order = {d: i for i, d in enumerate(args.datasets)}  # a dataset's every column before the next dataset's
+    return critics, sorted(runs, key=lambda job: order[job.dataset])
 
 
 def models(args: argparse.Namespace, algo: str, dataset: str) -> list[str]:
@@ -733,9 +919,12 @@ def models(args: argparse.Namespace, algo: str, dataset: str) -> list[str]:
 
 
 def method_names(args: argparse.Namespace) -> list[str]:
-    """The table's columns: each algorithm's models (in the order of ``MODELS``), then d3rlpy's IQL."""
-    names = [f"{a}-{m}" for a in args.algos for m in MODELS if any(m in models(args, a, d) for d in args.datasets)]
-    return names + ([IQL] if args.reference else [])
+    """The table's columns, as D4RL tables order them: d3rlpy's BC, the generative behaviour-cloned start ``mu`` (with
+    GMPG runs of the model it names), IQL, ReBRAC, then each algorithm's models (in the order of ``MODELS``)."""
+    policies = [f"{a}-{m}" for a in args.algos for m in MODELS if any(m in models(args, a, d) for d in args.datasets)]
+    baselines = [BASELINES[kind] for kind in ("bc", "iql", "rebrac") if kind in args.baselines]
+    mu = [column for column in map(mu_column, policies) if column]
+    return baselines[:1] + mu + baselines[1:] + policies
 
 
 def run_all(args: argparse.Namespace, jobs: list[Job]) -> None:
@@ -781,7 +970,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="generative models to run (default: the paper preset all three, cpu its YAML's)")  # fmt: skip
     parser.add_argument("--datasets", nargs="+", default=None, choices=DATASETS,
                         help="default: all nine (paper), the eight that can be made locally (cpu)")  # fmt: skip
-    parser.add_argument("--iql-steps", type=int, default=None, help="d3rlpy IQL's steps (default: the critic's)")
+    parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES),
+                        help="d3rlpy's baselines beside the policies (default: all three)")  # fmt: skip
+    for kind in BASELINES:
+        parser.add_argument(f"--{kind}-steps", type=int, default=None,
+                            help=f"d3rlpy {kind.upper()}'s steps (default: the critic's)")  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=1.0, help="factor on every step count of the YAML")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override for both algorithms")
@@ -789,8 +982,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gmpg-set", nargs="*", default=[], metavar="KEY=VALUE", help="override for GMPG only")
     parser.add_argument("--evals", type=int, default=5, help="evaluations per run, evenly spaced")
     parser.add_argument("--eval-freq", type=int, default=None, help="evaluate every N steps instead (and at the end)")
-    parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip d3rlpy's IQL")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes of each evaluation before the last")
+    parser.add_argument("--final-episodes", type=int, default=20,
+                        help="episodes of the final evaluation (and of mu's, and the N(0, I)-noise score)")  # fmt: skip
+    parser.add_argument("--no-reference", dest="no_reference", action="store_true", help="skip d3rlpy's baselines")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per job")
     parser.add_argument("--device", default="auto")
@@ -807,8 +1002,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ray-address", default=None, help="run the jobs on this existing Ray cluster ('auto', ...)")
     parser.add_argument("--gpu-share", type=float, default=0.25, help="GPU fraction a Ray task asks for on CUDA")
     args = parser.parse_args(argv)
-    if args.iql_steps is not None and args.iql_steps < 1:
-        parser.error(f"--iql-steps must be at least 1, got {args.iql_steps}")
+    for kind in BASELINES:
+        steps = getattr(args, f"{kind}_steps")
+        if steps is not None and steps < 1:
+            parser.error(f"--{kind}-steps must be at least 1, got {steps}")
+    for name in ("eval_episodes", "final_episodes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.no_reference:
+        args.baselines = []
     if args.models is None and args.preset == "paper":
         args.models = list(MODELS)
     if args.datasets is None:
@@ -848,7 +1050,7 @@ def main(argv: list[str] | None = None) -> None:
         run_all(args, runs)
     methods = method_names(args)
     rows = collect(args, runs)
-    write_table(args, rows, methods, args.datasets, collect_noise_scores(args, runs))
+    write_table(args, rows, methods, args.datasets, collect_noise_scores(args, runs), critics + runs)
     plot_curves(args, rows, methods, args.datasets)
     write_statistics(args, rows, methods, args.datasets)
 

@@ -4,7 +4,13 @@ import os
 
 from sb3_generative import _quiet  # noqa: F401 - first, before SB3 imports gym (see _quiet.py)
 
-from sb3_generative.common.datasets import DatasetError, OfflineData, load_offline_data, normalized_score
+from sb3_generative.common.datasets import (
+    DatasetError,
+    OfflineData,
+    UnsupportedSpaceError,
+    load_offline_data,
+    normalized_score,
+)
 from sb3_generative.critics.iql import IQLCritic
 from sb3_generative.common.evaluation import Evaluation, evaluate
 from sb3_generative.common.policies import GenerativeActorPolicy
@@ -27,6 +33,7 @@ __all__ = [
     "MlpPolicy",
     "OfflineData",
     "SolveConfig",
+    "UnsupportedSpaceError",
     "__version__",
     "evaluate",
     "load_offline_data",

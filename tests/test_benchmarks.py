@@ -70,23 +70,40 @@ def test_score_table_with_every_method_and_the_d3rlpy_reference(hopper_medium: s
     scores.main(["--datasets", "hopper-medium", "--seeds", "0", "--out", out, *TINY_SETTINGS])
     rows = read_rows(os.path.join(out, "scores.csv"))
     methods = {row["method"] for row in rows}
-    assert methods == {f"{a}-{m}" for a in ("gmpo", "gmpg") for m in ("vpsde", "gvp", "icfm")} | {"iql-d3rlpy"}
+    policies = {f"{a}-{m}" for a in ("gmpo", "gmpg") for m in ("vpsde", "gvp", "icfm")}
+    baselines = {"bc-d3rlpy", "iql-d3rlpy", "rebrac-d3rlpy"}
+    assert methods == policies | baselines | {f"mu-{m}" for m in ("vpsde", "gvp", "icfm")}
     gmpg_steps = sorted(int(r["step"]) for r in rows if r["method"] == "gmpg-gvp")
     assert gmpg_steps == [0, 1]  # the behaviour-cloned start is scored, then the policy-gradient steps
+    (mu,) = [r for r in rows if r["method"] == "mu-gvp"]  # mu's column: GMPG's step 0, the same evaluation
+    (step0,) = [r for r in rows if r["method"] == "gmpg-gvp" and r["step"] == "0"]
+    assert (mu["step"], mu["score_mean"]) == ("0", step0["score_mean"])
+    # the baselines play the same episodes as the policies; their data column is the same draw
+    assert all(os.path.exists(os.path.join(out, "runs", b, "hopper-medium", "seed0", "done.json")) for b in baselines)
+    # the training time per run (evaluations left out) is recorded and shown
+    for method in ("gmpo-gvp", "bc-d3rlpy", "critic"):
+        assert json.load(open(os.path.join(out, "runs", method, "hopper-medium", "seed0", "done.json")))["train_s"] >= 0
     assert all(r["finished"] == "True" and np.isfinite(float(r["score_mean"])) for r in rows)
     assert len({r["dataset_average"] for r in rows}) == 1 and np.isfinite(float(rows[0]["dataset_average"]))
     table = open(os.path.join(out, "scores.md")).read()
     assert "iql-d3rlpy" in table and "Final score" in table and "Best evaluation" in table
+    header = table.split("### Final score")[1].splitlines()[2]  # D4RL's order: data, BC, mu, IQL, ReBRAC, the policies
+    assert header.startswith("| dataset | data | bc-d3rlpy | mu-vpsde | mu-gvp | mu-icfm | iql-d3rlpy | rebrac-d3rlpy |")
+    assert "### Training time per run" in table and "FAILED" not in table
     assert "| hopper-medium |" in table and "—" not in table.split("### Best")[0].split("hopper-medium")[1].split("\n")[0]
     assert os.path.exists(os.path.join(out, "curves_hopper-medium.png"))
     statistics = open(os.path.join(out, "statistics.md")).read()  # rliable's IQM with bootstrap intervals
-    assert "| gmpg-gvp | 1 |" in statistics and "| iql-d3rlpy | 1 |" in statistics
+    assert "| gmpg-gvp | 1 |" in statistics and "| iql-d3rlpy | 1 |" in statistics and "| mu-gvp | 1 |" in statistics
+    for x in ("gmpo-gvp", "gmpg-icfm"):  # the probability that GMPO / GMPG improves on each baseline column
+        for y in ("bc-d3rlpy", "mu-gvp", "iql-d3rlpy", "rebrac-d3rlpy"):
+            assert f"| {x} | {y} | " in statistics
     assert os.path.getsize(os.path.join(out, "performance_profile.png")) > 1000
     # every GMPO / GMPG run's final policy is scored again with the paper's sampler (N(0, I) initial noise)
     noise = read_rows(os.path.join(out, "final_with_noise.csv"))
-    assert sorted(r["method"] for r in noise) == sorted(m for m in methods if m != "iql-d3rlpy")
+    assert sorted(r["method"] for r in noise) == sorted(policies)
     assert all(np.isfinite(float(r["score_mean"])) for r in noise)
-    assert "### Final score with the paper's sampler" in table and "iql-d3rlpy" not in table.split("sampler")[-1]
+    noise_section = table.split("sampler")[-1].split("### Training time")[0]
+    assert "### Final score with the paper's sampler" in table and "d3rlpy" not in noise_section and "mu-" not in noise_section
     # training statistics beside the scores: a collapse shows without reloading checkpoints
     run = os.path.join(out, "runs", "{}", "hopper-medium", "seed0", "train_from_0.csv")
     for method, key in (
@@ -108,11 +125,11 @@ def test_a_killed_run_resumes_where_it_stopped(hopper_medium: str, tmp_path, mon
     record = scores.Recorder.record
     calls = []
 
-    def dies_on_second_evaluation(self, model, step):  # type: ignore[no-untyped-def]
+    def dies_on_second_evaluation(self, model, step, episodes=None):  # type: ignore[no-untyped-def]
         calls.append(step)
         if len(calls) == 2:
             raise KeyboardInterrupt("killed")  # the process dies: nothing after the first checkpoint is kept
-        return record(self, model, step)
+        return record(self, model, step, episodes)
 
     monkeypatch.setattr(scores.Recorder, "record", dies_on_second_evaluation)
     with pytest.raises(KeyboardInterrupt):
@@ -170,8 +187,20 @@ def test_cpu_preset_plans_one_recipe_and_the_model_each_yaml_names() -> None:
     args = scores.parse_args(["--preset", "cpu", "--seeds", "0", "1", "--iql-steps", "500"])
     critics, runs = scores.plan(args)
     assert len(critics) == 16 and "walker2d-medium-replay" not in args.datasets  # eight local datasets x 2 seeds
-    assert {job.name for job in runs} == {"gmpo-gvp", "gmpg-gvp", "iql-d3rlpy"} and len(runs) == 48
-    assert scores.method_names(args) == ["gmpo-gvp", "gmpg-gvp", "iql-d3rlpy"]
+    assert {job.name for job in runs} == {"gmpo-gvp", "gmpg-gvp", "bc-d3rlpy", "iql-d3rlpy", "rebrac-d3rlpy"}
+    assert len(runs) == 80
+    names = ["bc-d3rlpy", "mu-gvp", "iql-d3rlpy", "rebrac-d3rlpy", "gmpo-gvp", "gmpg-gvp"]
+    assert scores.method_names(args) == names
+    baselines_only = scores.parse_args(["--preset", "cpu", "--algos", "--baselines", "iql", "--seeds", "0"])
+    critics, runs = scores.plan(baselines_only)  # no policy run: no critic to train
+    assert critics == [] and {job.name for job in runs} == {"iql-d3rlpy"}
+    assert scores.baseline_steps(runs[0], scores.parse_args(["--preset", "cpu", "--bc-steps", "7"])) == 100_000
+    assert scores.baseline_steps(scores.Job("bc", "hopper-medium", 0), scores.parse_args(["--bc-steps", "7"])) == 7
+    no_baselines = scores.parse_args(["--preset", "cpu", "--no-reference"])
+    assert scores.method_names(no_baselines) == ["mu-gvp", "gmpo-gvp", "gmpg-gvp"]  # mu comes with GMPG
+    for bad in (["--rebrac-steps", "0"], ["--final-episodes", "0"]):
+        with pytest.raises(SystemExit):
+            scores.parse_args(bad)
     for algo in ("gmpo", "gmpg"):
         cpu = [scores.hyperparameters(algo, d, 1.0, {}, "cpu") for d in args.datasets]
         assert all({**p, "dataset": ""} == {**cpu[0], "dataset": ""} for p in cpu)  # the same recipe everywhere
@@ -217,13 +246,14 @@ def test_finished_runs_of_an_earlier_table_are_imported(tmp_path) -> None:  # ty
     rows = read_rows(os.path.join(out, "scores.csv"))
     assert [(r["method"], r["step"], r["score_mean"], r["finished"]) for r in rows] == [
         ("gmpg-gvp", "0", "55.0", "True"),
+        ("mu-gvp", "0", "55.0", "True"),  # GMPG's step 0 is mu's column
         ("gmpg-gvp", "150", "61.0", "True"),
     ]
     assert {r["dataset_average"] for r in rows} == {"42.125"}  # the data column travels with the runs
     assert "| hopper-medium | 42.1 |" in open(os.path.join(out, "scores.md")).read()
     noise = read_rows(os.path.join(out, "final_with_noise.csv"))
     assert [(r["method"], r["dataset"], r["score_mean"]) for r in noise] == [("gmpg-gvp", "hopper-medium", "58.5")]
-    assert "| hopper-medium | 58.5 ± 0.0 (1) |" in open(os.path.join(out, "scores.md")).read()
+    assert "| hopper-medium | 58.5 (1) |" in open(os.path.join(out, "scores.md")).read()
     gmpg = scores.Job("policy", "hopper-medium", 0, "gmpg", "gvp")
     args = scores.parse_args(["--preset", "cpu", "--out", out])
     assert scores.run_job(gmpg, args).endswith("already done")  # a later run does not train it again
@@ -270,7 +300,7 @@ def test_imported_runs_keep_the_draw_of_the_data_they_were_trained_on(tmp_path, 
     rows = read_rows(os.path.join(out, "scores.csv"))
     assert {(r["method"], r["dataset_average"]) for r in rows} == {("gmpg-gvp", "42.000"), ("iql-d3rlpy", "42.125")}
     table = open(os.path.join(out, "scores.md")).read()
-    assert "| hopper-medium | 42.0 | — | 62.0 ± 0.0 (1) | 48.0 ± 0.0 (1) |" in table  # data: this machine's draw
+    assert "| hopper-medium | 42.0 | — | — | 48.0 (1) | — | — | 62.0 (1) |" in table  # data: this machine's draw
     assert ("Data draws of hopper-medium differ between its runs: average 42.000: gmpg-gvp seed 0; "
             "average 42.125: iql-d3rlpy seed 0.") in table  # fmt: skip
 
@@ -295,3 +325,48 @@ def test_a_run_finished_before_the_noise_score_gets_it_from_its_checkpoint(hoppe
     scores.main(command)
     assert scores.read_done(folder)[scores.NOISE_KEY] == first[scores.NOISE_KEY]  # seeded: the same score
     assert read_rows(os.path.join(out, "final_with_noise.csv"))[0]["score_mean"] == str(first[scores.NOISE_KEY]["score_mean"])
+
+
+def test_the_baselines_see_the_transitions_the_policies_see(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The conversion to d3rlpy's ``MDPDataset`` keeps every episode: its boundaries (terminations as terminal, time-outs
+    and the final cut as time-outs), its observations, actions and raw rewards; d3rlpy then trains on every transition
+    but the last of each truncated episode (whose next observation it does not hold), the rest with their own next
+    observation; and IQL's reward factor is the IQL paper's, which counts the final cut episode."""
+    import d3rlpy
+
+    from sb3_generative.common.datasets import load_offline_data, locomotion_reward_scale
+
+    scores = load_scores()
+    episodes = random_hopper_episodes(5)
+    cut = 7  # the data ends inside the last episode, as D4RL's files do
+    keys = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+    arrays: dict[str, list] = {k: [] for k in keys}
+    for k, ep in enumerate(episodes):
+        n = len(ep.actions) if k < len(episodes) - 1 else cut
+        arrays["observations"].append(ep.observations[:n])
+        arrays["next_observations"].append(ep.observations[1 : n + 1])
+        arrays["actions"].append(ep.actions[:n])
+        arrays["rewards"].append(np.asarray(ep.rewards[:n], np.float32))
+        terminals, timeouts = np.asarray(ep.terminations[:n]), np.asarray(ep.truncations[:n])
+        arrays["terminals"].append(terminals)
+        arrays["timeouts"].append(timeouts)
+    data = load_offline_data({k: np.concatenate(v) for k, v in arrays.items()})
+    mdp = scores.mdp_dataset(data)
+    ends = data.episode_ends
+    assert len(mdp.episodes) == len(ends) == len(episodes)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    for episode, start, end in zip(mdp.episodes, starts, ends):
+        np.testing.assert_array_equal(episode.observations, data.observations[start : end + 1])
+        np.testing.assert_array_equal(episode.actions, data.actions[start : end + 1])
+        np.testing.assert_array_equal(episode.rewards[:, 0], data.rewards[start : end + 1])
+        assert episode.terminated == bool(data.terminations[end])
+    assert not mdp.episodes[-1].terminated and mdp.episodes[-1].size() == cut  # the final cut: a time-out
+    assert mdp.transition_count == len(data) - sum(not e.terminated for e in mdp.episodes)
+    picker = d3rlpy.dataset.BasicTransitionPicker()
+    for episode, start in zip(mdp.episodes, starts):
+        for i in range(episode.transition_count):
+            transition = picker(episode, i)
+            if not transition.terminal:
+                np.testing.assert_array_equal(transition.next_observation, data.next_observations[start + i])
+    returns = [float(np.sum(r)) for r in arrays["rewards"]]
+    assert locomotion_reward_scale(data) == pytest.approx(1000 / (max(returns) - min(returns)), rel=1e-5)

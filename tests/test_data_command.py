@@ -1,5 +1,6 @@
 """The package's own data command: D4RL-style Minari datasets, the same semantics as D4RL's protocol."""
 
+import os
 import subprocess
 import sys
 
@@ -64,3 +65,19 @@ def test_the_command_line() -> None:
     assert result.returncode == 0 and "--replay" in result.stdout and "--steps" in result.stdout
     with pytest.raises(SystemExit, match="medium-replay datasets come from a recorded SAC replay"):
         main(["d4rl-style", "--root", "unused", "--tasks", "hopper", "--levels", "medium-replay"])
+
+
+def test_a_first_run_prints_only_what_a_user_can_act_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The data command on two tasks (in worker processes) and the first use of d3rlpy print no third party's notice:
+    no Gymnasium "v4 is out of date", no MuJoCo "settotalmass", no Minari "eval_env is set to None", no d3rlpy
+    "Register Shimmy environments"; the command's own summary lines still show."""
+    command = [sys.executable, "-W", "default", "-m", "sb3_generative.data", "d4rl-style", "--root", str(tmp_path),
+               "--tasks", "halfcheetah", "hopper", "--levels", "medium", "--steps", "200", "--jobs", "2"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "MINARI_DATASETS_PATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    for notice in ("out of date", "settotalmass", "eval_env", "Warning"):
+        assert notice not in result.stdout + result.stderr, notice
+    assert "d4rl-style/halfcheetah/medium-v0: 1 episodes, 200 steps" in result.stdout
+    code = "import sb3_generative; from sb3_generative.critics.iql import IQLCritic; IQLCritic(3, 1)"
+    first_use = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True)
+    assert first_use.returncode == 0 and first_use.stdout + first_use.stderr == "", first_use.stdout + first_use.stderr

@@ -90,6 +90,25 @@ def test_set_parameters_rejects_bad_names(trained) -> None:  # type: ignore[no-u
         trained.set_parameters(params, exact_match=True)
 
 
+def test_set_parameters_with_any_object_missing_raises_as_sb3_does(trained) -> None:  # type: ignore[no-untyped-def]
+    """SB3's ``test_save_load`` drops saved objects from ``get_parameters()``: with ``exact_match`` each is a
+    ``ValueError`` (the behaviour-cloning optimizer too: only an older file may lack it), without it the rest loads;
+    an unknown object or a misspelt parameter is refused either way."""
+    params = trained.get_parameters()
+    assert set(params) == {"policy", "policy.optimizer", "policy.critic.optimizer", "policy.bc_optimizer"}
+    for name in params:
+        rest = {key: value for key, value in params.items() if key != name}
+        with pytest.raises(ValueError, match="do not match"):
+            trained.set_parameters(rest, exact_match=True)
+        trained.set_parameters(rest, exact_match=False)
+    with pytest.raises(ValueError, match="invalid object name"):
+        trained.set_parameters({**params, "policy.no_such_module": {}}, exact_match=True)
+    misspelt = {**params, "policy": {**params["policy"], "not_a_parameter": th.zeros(1)}}
+    with pytest.raises(RuntimeError, match="not_a_parameter"):  # torch's strict load_state_dict, as in SB3
+        trained.set_parameters(misspelt, exact_match=True)
+    trained.set_parameters(params, exact_match=True)
+
+
 def test_exclude_include_saved_params(trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cls = type(trained)
     trained.verbose = 2

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from sb3_generative import DatasetError
+from sb3_generative import DatasetError, UnsupportedSpaceError
+from sb3_generative.common.datasets import check_supported_spaces
 from tests.helpers import ALGOS, TINY_POLICY, make_model, tiny
 
 
@@ -58,8 +59,11 @@ def test_box_actions_with_several_dimensions(cls, tmp_path) -> None:  # type: ig
 )
 def test_unsupported_action_spaces_are_refused_where_sb3_checks(cls, action_space) -> None:  # type: ignore[no-untyped-def]
     env = MatrixActionEnv(action_space=action_space)
-    with pytest.raises(DatasetError, match=r"only supports.*Box.*Box action spaces of any shape"):
-        cls("GenerativePolicy", env, **tiny(cls))
+    with pytest.raises(AssertionError, match=r"only supports.*Box.*Box action spaces of any shape") as caught:
+        cls("GenerativePolicy", env, **tiny(cls))  # what SB3's algorithms raise, so code written for SB3 catches it
+    assert isinstance(caught.value, UnsupportedSpaceError) and isinstance(caught.value, DatasetError)
+    with pytest.raises(AssertionError, match="Unsupported action space"):  # the same from a dataset's spaces alone
+        check_supported_spaces(spaces.Box(-1, 1, (3,)), action_space)
 
 
 @pytest.mark.parametrize("cls", ALGOS)
@@ -102,3 +106,12 @@ def test_net_arch_as_a_dict_like_sac(cls, pendulum_id: str) -> None:  # type: ig
     assert model.actor.net.first.fc1.out_features == 8
     with pytest.raises(ValueError, match="'pi' and 'qf'"):
         make_model(cls, pendulum_id, policy_kwargs={**TINY_POLICY, "net_arch": dict(vf=[8])})
+
+
+@pytest.mark.parametrize("cls", ALGOS)
+def test_actions_of_an_array_dataset_keep_their_shape_in_predict(cls) -> None:  # type: ignore[no-untyped-def]
+    data = matrix_data()
+    data["actions"] = data["actions"][:, :1] / 2  # (N, 1, 2), within [-1, 1]
+    model = cls("GenerativePolicy", None, dataset=data, **tiny(cls)).learn(2)
+    assert model.action_space.shape == (1, 2)
+    assert model.predict(np.zeros((4, 3), np.float32), deterministic=True)[0].shape == (4, 1, 2)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sb3_generative import GMPO, DatasetError, OfflineData, load_offline_data
+from sb3_generative import GMPO, DatasetError, OfflineData, load_offline_data, normalized_score
 from tests.helpers import tiny
 
 FLAG_KEYS = ["terminals", "timeouts", "terminations", "truncations"]
@@ -167,3 +167,24 @@ def test_an_npz_using_zip_features_numpy_never_writes_is_refused(tmp_path) -> No
     path.write_bytes(bytes(raw))
     with pytest.raises(DatasetError, match=r"Cannot read .* as an \.npz archive"):
         load_offline_data(str(path))
+
+
+@pytest.mark.parametrize("low, high", [(100.0, 100.0), (0.0, float("nan")), (float("-inf"), 1.0), ("a", 1.0)])
+def test_normalized_score_refuses_references_that_give_no_score(low, high) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DatasetError, match="finite, distinct reference returns"):
+        normalized_score([1.0, 2.0], ref_min_score=low, ref_max_score=high)
+
+
+def test_array_datasets_keep_their_action_shape() -> None:
+    """Actions stored as (N, 1, 2) give a (1, 2) action space without an env, so ``predict`` returns that shape."""
+    rng = np.random.default_rng(0)
+    n = 12
+    arrays = {"observations": rng.normal(size=(n, 3)), "actions": rng.uniform(-1, 1, (n, 1, 2)), "rewards": np.ones(n)}
+    data = load_offline_data(arrays)
+    assert data.action_space.shape == (1, 2) and data.actions.shape[1:] == (2,)  # stored flat
+    # beyond [-1, 1]: the bounds come from the data
+    wide = {**arrays, "actions": rng.uniform(-3, 3, (n, 2, 2)).astype(np.float32)}
+    with pytest.warns(UserWarning, match="inferred from the data"):
+        space = load_offline_data(wide).action_space
+    assert space.shape == (2, 2) and np.all(space.low <= wide["actions"].min(axis=0))
+    assert load_offline_data({**arrays, "actions": rng.uniform(-1, 1, n)}).action_space.shape == (1,)

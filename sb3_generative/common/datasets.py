@@ -5,11 +5,13 @@ Every form is flattened once into :class:`OfflineData`, flat float32 arrays of t
 A step flagged both terminated and truncated (a fall on the last allowed step) is a termination.
 """
 
+import contextlib
 import math
 import os
 import warnings
 import zipfile
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,12 @@ SUPPORTED_SPACES = (
 
 class DatasetError(ValueError):
     """A dataset that cannot be used for training: missing, empty, malformed, or inconsistent with the env."""
+
+
+class UnsupportedSpaceError(DatasetError, AssertionError):
+    """An observation or action space the policies cannot handle. It is also an ``AssertionError``, what SB3's own
+    algorithms raise for an unsupported space (``BaseAlgorithm``'s ``supported_action_spaces`` check), so code written
+    for SB3 catches it; and a :class:`DatasetError`, as before."""
 
 
 @dataclass
@@ -143,7 +151,7 @@ def load_minari(dataset_id: str, download: bool = False) -> Any:
     except Exception as error:  # with download=True, whatever the network or the hub raised
         if download:
             raise _download_error(dataset_id, error) from error
-        raise
+        raise DatasetError(f"Cannot open Minari dataset {dataset_id!r}: {type(error).__name__}: {error}") from error
 
 
 def _download_error(dataset_id: str, error: BaseException) -> DatasetError:
@@ -155,11 +163,36 @@ def _download_error(dataset_id: str, error: BaseException) -> DatasetError:
 
 
 def from_minari(minari_dataset: Any, source: str | None = None) -> OfflineData:
-    """Flatten a ``MinariDataset``: an episode of T actions holds T + 1 observations.
+    """Flatten a ``MinariDataset``: an episode of T actions holds T + 1 observations. A file of the dataset that
+    cannot be read (corrupt, cut short) is a :class:`DatasetError` naming the dataset and its folder.
 
     :param minari_dataset: the dataset
     :param source: its id (kept so a saved model can find it again)
     """
+    name = source or getattr(getattr(minari_dataset, "spec", None), "dataset_id", None) or "the Minari dataset"
+    folder = getattr(getattr(minari_dataset, "spec", None), "data_path", None)
+    with reading_errors(f"Minari dataset {name!r}" + (f" (files in {folder})" if folder else "")):
+        return _from_minari(minari_dataset, source)
+
+
+@contextlib.contextmanager
+def reading_errors(what: str) -> Iterator[None]:
+    """Turn whatever reading a file raises into a :class:`DatasetError` naming ``what`` (our own errors pass as they
+    are). A file from elsewhere can fail inside h5py, numpy, zipfile, json or Minari in more ways than their
+    documented exceptions (a corrupted HDF5 B-tree raises ``RuntimeError``, a bad chunk ``OSError``, a cut JSON
+    ``ValueError``); the caller learns which file, not which library.
+
+    :param what: the file or dataset, as the message names it
+    """
+    try:
+        yield
+    except DatasetError:
+        raise
+    except Exception as error:
+        raise DatasetError(f"Cannot read {what}: {type(error).__name__}: {error}") from error
+
+
+def _from_minari(minari_dataset: Any, source: str | None) -> OfflineData:
     check_supported_spaces(minari_dataset.observation_space, minari_dataset.action_space)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next_obs", "act", "rew", "term", "trunc")}
     for episode in minari_dataset.iterate_episodes():
@@ -206,15 +239,13 @@ def from_npz(path: str) -> OfflineData:
 
     :param path: file path
     """
-    check_npz_sizes(path)
-    try:
+    with reading_errors(f"{path!r} as an .npz archive of arrays"):
+        check_npz_sizes(path)
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # an .npy (one array) under an .npz name
             raise ValueError(f"it holds a single {type(loaded).__name__} (an .npy file?), not an archive of named arrays")
         with loaded as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as error:
-        raise DatasetError(f"Cannot read {path!r} as an .npz archive of arrays: {error}") from error
     return from_arrays(arrays, name=path)
 
 
@@ -256,11 +287,9 @@ def from_hdf5(path: str) -> OfflineData:
     import h5py
 
     keys = REQUIRED_KEYS + TERMINATION_KEYS + TRUNCATION_KEYS + ("next_observations",)
-    try:
+    with reading_errors(f"{path!r} as an HDF5 file"):
         with h5py.File(path, "r") as file:
             arrays = {key: _read_hdf5_dataset(file, key, path) for key in keys if key in file}
-    except OSError as error:
-        raise DatasetError(f"Cannot read {path!r} as an HDF5 file: {error}") from error
     return from_arrays({k: v for k, v in arrays.items() if v is not None}, name=path)
 
 
@@ -335,6 +364,7 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
         raise DatasetError(f"{name} lacks the array(s) {missing}; expected at least {list(REQUIRED_KEYS)}")
     obs = _as_2d(arrays["observations"], "observations", name)
     act = _as_2d(arrays["actions"], "actions", name, flatten=True)  # Box actions of any shape are stored flat
+    action_shape = tuple(np.shape(arrays["actions"])[1:]) or (1,)  # the space keeps the shape the rows had
     rew = _as_numeric(arrays["rewards"], "rewards", name).reshape(-1)
     n = obs.shape[0]
     lengths = {"observations": n, "actions": act.shape[0], "rewards": rew.shape[0]}
@@ -367,7 +397,7 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
     bad_actions = _first_bad("actions", act)
     if bad_actions:  # before the action space is inferred from them
         raise DatasetError("The dataset holds non-finite values: " + bad_actions)
-    return _make(obs, act, rew, next_obs, term, trunc, obs_space, infer_action_space(act))
+    return _make(obs, act, rew, next_obs, term, trunc, obs_space, infer_action_space(act, action_shape))
 
 
 def _as_numeric(value: Any, key: str, name: str) -> np.ndarray:
@@ -393,18 +423,19 @@ def _as_2d(value: Any, key: str, name: str, flatten: bool = False) -> np.ndarray
     return array
 
 
-def infer_action_space(actions: np.ndarray) -> spaces.Box:
+def infer_action_space(actions: np.ndarray, shape: tuple[int, ...] | None = None) -> spaces.Box:
     """Box(-1, 1) when the actions fit in it (D4RL locomotion), else the data's own range.
 
     :param actions: (N, d) actions
+    :param shape: the shape of one action, when the data stored more than a flat row (default ``(d,)``)
     """
-    dim = actions.shape[1:]
+    dim = shape or actions.shape[1:]
     if actions.size == 0 or (np.nanmin(actions) >= -1.0 and np.nanmax(actions) <= 1.0):
         return spaces.Box(-1.0, 1.0, dim, np.float32)
     warnings.warn(
         "Actions exceed [-1, 1]; the action space is inferred from the data's range. Pass env= to set it.", stacklevel=2
     )
-    low, high = np.nanmin(actions, axis=0), np.nanmax(actions, axis=0)
+    low, high = np.nanmin(actions, axis=0).reshape(dim), np.nanmax(actions, axis=0).reshape(dim)
     return spaces.Box(low.astype(np.float32), np.maximum(high, low + 1e-6).astype(np.float32), dtype=np.float32)
 
 
@@ -447,9 +478,9 @@ def check_supported_spaces(observation_space: spaces.Space, action_space: spaces
     :param action_space: action space
     """
     if not isinstance(action_space, spaces.Box):
-        raise DatasetError(f"Unsupported action space {action_space}. {SUPPORTED_SPACES}")
+        raise UnsupportedSpaceError(f"Unsupported action space {action_space}. {SUPPORTED_SPACES}")
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
-        raise DatasetError(f"Unsupported observation space {observation_space}. {SUPPORTED_SPACES}")
+        raise UnsupportedSpaceError(f"Unsupported observation space {observation_space}. {SUPPORTED_SPACES}")
     for name, space in (("observation", observation_space), ("action", action_space)):
         if int(np.prod(space.shape)) == 0:
             raise DatasetError(f"The {name} space {space} has no dimensions (width 0)")
@@ -597,7 +628,16 @@ def normalized_score(
         ref_max_score = hi if ref_max_score is None else ref_max_score
     if ref_min_score is None or ref_max_score is None:
         raise DatasetError("Normalised scores need ref_min_score and ref_max_score (from the dataset or given)")
-    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min_score) / (ref_max_score - ref_min_score)
+    try:
+        low, high = float(ref_min_score), float(ref_max_score)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high)) or high == low:
+        raise DatasetError(
+            f"Normalised scores need finite, distinct reference returns; got ref_min_score={ref_min_score!r} and "
+            f"ref_max_score={ref_max_score!r}"
+        )
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - low) / (high - low)
 
 
 def reference_scores(dataset: Any) -> tuple[float | None, float | None]:

@@ -11,6 +11,7 @@ also behaviour cloning), each a :class:`~sb3_generative.common.phases.Phase` run
 """
 
 import contextlib
+import contextvars
 import inspect
 import io
 import os
@@ -40,6 +41,7 @@ from sb3_generative.common.datasets import (
     SUPPORTED_SPACES,
     DatasetError,
     OfflineData,
+    UnsupportedSpaceError,
     check_against_spaces,
     check_supported_spaces,
     load_offline_data,
@@ -65,6 +67,8 @@ from sb3_generative.common.precision import precision_context, resolve_precision
 from sb3_generative.critics.iql import IQLCritic
 
 SelfOfflineAlgorithm = TypeVar("SelfOfflineAlgorithm", bound="OfflineAlgorithm")
+#: true while ``load`` reads a file: only then may ``set_parameters`` fill in an object an older file lacks
+_LOADING_FILE: contextvars.ContextVar[bool] = contextvars.ContextVar("sb3_generative_loading_file", default=False)
 #: constructor arguments that are not settings of a saved model (objects, the data, where it runs)
 _NOT_DESCRIBED = (
     "torch_compile",
@@ -181,7 +185,7 @@ class OfflineAlgorithm(BaseAlgorithm):
                 supported_action_spaces=(spaces.Box,),
             )
         except AssertionError as error:  # SB3's own space checks, with what is supported added
-            raise DatasetError(f"{error}. {SUPPORTED_SPACES}") from error
+            raise UnsupportedSpaceError(f"{error}. {SUPPORTED_SPACES}") from error
         if self.env is None and data is not None:
             self.observation_space, self.action_space = data.observation_space, data.action_space
         if hasattr(self, "observation_space"):
@@ -774,10 +778,14 @@ class OfflineAlgorithm(BaseAlgorithm):
         """
         data, description = read_model_zip(path)
         check_saved_by(cls.__name__, data, description, path)
-        if safe:
-            model = cls._load_safe(path, description, env, device)
-        else:
-            model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        token = _LOADING_FILE.set(True)  # set_parameters may fill in what an older file lacks
+        try:
+            if safe:
+                model = cls._load_safe(path, description, env, device)
+            else:
+                model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        finally:
+            _LOADING_FILE.reset(token)
         model.download = bool(kwargs.get("download", False))  # the file never decides to download
         model._restore_rng_on_learn = True
         if dataset is not None:
@@ -790,8 +798,9 @@ class OfflineAlgorithm(BaseAlgorithm):
         exact_match: bool = True,
         device: th.device | str = "auto",
     ) -> None:
-        """SB3's ``set_parameters``; a GMPO file saved before GMPO could clone behaviour has no ``policy.bc_optimizer``:
-        it keeps the fresh optimizer's state instead of failing the exact match (nothing else may be missing).
+        """SB3's ``set_parameters``: with ``exact_match`` a missing or unknown object is a ``ValueError``, as in SB3.
+        One exception, for files only (a path, or within :meth:`load`): a GMPO file saved before GMPO could clone
+        behaviour has no ``policy.bc_optimizer``; it keeps the fresh optimizer's state (nothing else may be missing).
 
         :param load_path_or_dict: saved zip, or a dict of state dicts by object name (``get_parameters``)
         :param exact_match: every object must be given
@@ -803,7 +812,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         else:
             _, loaded, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
             params = dict(loaded or {})
-        if exact_match and "policy.bc_optimizer" not in params:
+        legacy_file = _LOADING_FILE.get() or not isinstance(load_path_or_dict, dict)
+        if exact_match and legacy_file and "policy.bc_optimizer" not in params:
             params = {**params, "policy.bc_optimizer": self.policy.bc_optimizer.state_dict()}  # type: ignore[dict-item]
         super().set_parameters(params, exact_match, device)
 

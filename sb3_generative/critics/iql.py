@@ -8,6 +8,7 @@ The Q ensemble, its target copy and V are d3rlpy modules (``d3rlpy/models/builde
 """
 
 import contextlib
+import logging
 import io
 from typing import Any
 
@@ -17,15 +18,24 @@ from torch import nn
 
 def _import_d3rlpy() -> Any:
     """Import d3rlpy without letting it change process-wide torch settings (on import it turns on TF32 and
-    compiled autograd when CUDA is present, ``d3rlpy/__init__.py``)."""
+    compiled autograd when CUDA is present, ``d3rlpy/__init__.py``) or print its "Register Shimmy environments."
+    line, which is about d3rlpy's own environments, not the user's. d3rlpy logs through structlog, whose print logger
+    holds the ``sys.stdout`` of its own import (a redirect does not catch it): its info messages are filtered while
+    d3rlpy imports, and structlog's configuration is restored after, so d3rlpy's later logs (and its warnings) show."""
+    import structlog
+
     precision = th.get_float32_matmul_precision()
     import torch._dynamo
 
     compiled_autograd = torch._dynamo.config.compiled_autograd
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        import d3rlpy  # it logs "Register Shimmy environments." on import
-        import d3rlpy.models
-
+    config = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            import d3rlpy
+            import d3rlpy.models
+    finally:
+        structlog.configure(**config)
     th.set_float32_matmul_precision(precision)
     torch._dynamo.config.compiled_autograd = compiled_autograd
     return d3rlpy

@@ -16,9 +16,11 @@ the policy's matrix products depend on the BLAS kernel the CPU selects, and the 
 2,378 or 2,381 episodes, averages 42.07 and 42.0, on two machines).
 """
 
+import contextlib
 import os
 import pathlib
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -61,6 +63,44 @@ class Rollouts:
     returns: list[float]
 
 
+@contextlib.contextmanager
+def v4_notices_hidden() -> Iterator[None]:
+    """Hide the two notices making a v4 task prints, which a user of the data command cannot act on: the datasets are
+    defined on Gymnasium's v4 tasks on purpose (D4RL's protocol and reference returns were set on the v2 tasks the
+    v4 ones reproduce; Minari's own D4RL successors use v5), so Gymnasium's "out of date, consider v5"
+    ``DeprecationWarning`` is about a choice made here; and MuJoCo 4's compiler notice that the v4 models' XML uses
+    the deprecated ``settotalmass`` attribute is printed by MuJoCo's C code (it reaches Python only through
+    ``mujoco.set_mju_user_warning``) about files Gymnasium ships. Any other MuJoCo warning still goes out as a Python
+    warning, and every other warning passes as it is."""
+    import mujoco
+
+    previous = mujoco.get_mju_user_warning()
+
+    def handler(message: str) -> None:
+        if "settotalmass" not in message:
+            warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+    mujoco.set_mju_user_warning(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*The environment \w+-v4 is out of date", category=DeprecationWarning)
+            yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def make_env(task: str, **kwargs: Any) -> Any:
+    """The task's Gymnasium v4 environment, without the notices of :func:`v4_notices_hidden`.
+
+    :param task: "halfcheetah", "hopper" or "walker2d"
+    :param kwargs: ``gym.make`` arguments
+    """
+    import gymnasium as gym
+
+    with v4_notices_hidden():
+        return gym.make(ENVS[task], **kwargs)
+
+
 def rollouts(task: str, level: str, steps: int, seed: int) -> Rollouts:
     """Roll out the task's ``level`` behaviour policy for ``steps`` transitions.
 
@@ -72,9 +112,7 @@ def rollouts(task: str, level: str, steps: int, seed: int) -> Rollouts:
     :param steps: transitions to record
     :param seed: seed of the actions' noise and of the episodes' resets
     """
-    import gymnasium as gym
-
-    env = gym.make(ENVS[task], max_episode_steps=EPISODE_STEPS)
+    env = make_env(task, max_episode_steps=EPISODE_STEPS)
     policy = TanhGaussianPolicy(POLICIES / f"{task}-{level}.npz")
     rng = np.random.default_rng(seed)
     result, total = Rollouts([], []), 0
@@ -161,19 +199,23 @@ def write_dataset(task: str, level: str, data: Rollouts, note: str) -> str:
     :param note: how it was made, for the dataset's description
     :return: a one-line summary
     """
-    import gymnasium as gym
     import minari
 
     dataset_id = f"d4rl-style/{task}/{level}-v0"
     if dataset_id in minari.list_local_datasets():
         minari.delete_dataset(dataset_id)
     low, high = REFERENCE_SCORES[task]
-    with warnings.catch_warnings():  # Minari asks for an author, an e-mail and a code link a local dataset lacks
+    spec = make_env(task).spec
+    with (
+        v4_notices_hidden(),
+        warnings.catch_warnings(),
+    ):  # Minari makes the env again; it asks for an author, an e-mail and a code link a local dataset lacks
         warnings.filterwarnings("ignore", message=r"`(author|author_email|code_permalink)` is set to None")
         minari.create_dataset_from_buffers(
             dataset_id=dataset_id,
             buffer=[replace(episode, id=i) for i, episode in enumerate(data.episodes)],
-            env=gym.make(ENVS[task]).spec,
+            env=spec,
+            eval_env=spec,  # the same task: said, so that Minari does not warn that it was left unset
             algorithm_name="SAC",
             ref_min_score=low,
             ref_max_score=high,
