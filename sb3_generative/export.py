@@ -14,8 +14,11 @@ point, so that the caller owns the randomness (``deterministic=True`` integrates
     session = onnxruntime.InferenceSession("policy.onnx")
     action = session.run(["action"], {"observation": obs.astype("float32")})[0]
 
+A Dict observation space gives one input per key, named by the key (``{"observation": ..., "desired_goal": ...}``),
+each of shape ``(batch, *key_shape)``; images are taken as stored (0 to 255, as floats) and scaled inside.
+
 An adaptive torchdiffeq solver (its step count depends on the data) cannot be unrolled into a fixed program, and is
-refused with :class:`ExportError`, as are observation spaces other than a flat Box.
+refused with :class:`ExportError`.
 """
 
 import os
@@ -57,6 +60,8 @@ class SamplerProgram(nn.Module):
         check_exportable(policy, n_steps)
         self.actor: GenerativeModel = _cpu_copy(policy.actor)
         self.deterministic = deterministic
+        self.keys = [str(key) for key in policy.layout.keys] if policy.layout.is_dict else ["observation"]
+        self.shapes = policy.layout.shapes
         self.config = SolveConfig(n_steps or policy.n_sampling_steps, policy.solver)
         self.action_shape = tuple(int(n) for n in policy.action_space.shape)  # type: ignore[union-attr]
         self.register_buffer("obs_mean", policy.obs_mean.detach().cpu().clone())
@@ -65,9 +70,12 @@ class SamplerProgram(nn.Module):
         self.register_buffer("low", th.as_tensor(policy.action_space.low.reshape(-1), dtype=th.float32))
         self.register_buffer("high", th.as_tensor(policy.action_space.high.reshape(-1), dtype=th.float32))
 
-    def forward(self, observation: th.Tensor, noise: th.Tensor | None = None) -> th.Tensor:
-        """The action for each observation (and initial noise, when exported stochastic)."""
-        obs = (observation.reshape(observation.shape[0], -1).float() - self.obs_mean) / self.obs_std
+    def forward(self, *inputs: th.Tensor) -> th.Tensor:
+        """The action for each observation (one input per key of a Dict), then the initial noise when exported
+        stochastic."""
+        parts, noise = inputs[: len(self.keys)], (inputs[len(self.keys)] if len(inputs) > len(self.keys) else None)
+        flat = th.cat([part.reshape(part.shape[0], -1).float() for part in parts], dim=1)  # the stored rows' layout
+        obs = (flat - self.obs_mean) / self.obs_std
         if noise is None:  # zero noise with the batch of obs, built without shape operators (a dynamic batch)
             noise = obs[:, :1] * 0.0 + th.zeros(1, self.actor.action_dim)
         scaled = self._solve(obs, noise).clamp(-1.0, 1.0)
@@ -82,6 +90,7 @@ class SamplerProgram(nn.Module):
         batch from the observation by broadcasting, and the steps are the same solver functions on the same grid.
         """
         actor, config = self.actor, self.config.with_defaults(self.actor.n_sampling_steps, self.actor.solver)
+        obs = actor.encode(obs)
         cond = actor.net.cond_embed(obs)
         ones = obs[:, 0] * 0.0 + 1.0  # (B,) without shape operators
 
@@ -97,13 +106,13 @@ class SamplerProgram(nn.Module):
 
     def example_inputs(self, batch_size: int = 2) -> tuple[th.Tensor, ...]:
         """Inputs of the right shapes, for tracing and checks."""
-        obs = th.zeros(batch_size, self.obs_mean.shape[0])
-        return (obs,) if self.deterministic else (obs, th.zeros(batch_size, self.actor.action_dim))
+        observations = tuple(th.zeros(batch_size, *shape) for shape in self.shapes)
+        return observations if self.deterministic else (*observations, th.zeros(batch_size, self.actor.action_dim))
 
     @property
     def input_names(self) -> list[str]:
-        """``observation``, and ``noise`` when stochastic."""
-        return ["observation"] if self.deterministic else ["observation", "noise"]
+        """``observation`` (a Dict's keys), and ``noise`` when stochastic."""
+        return self.keys if self.deterministic else [*self.keys, "noise"]
 
 
 def check_exportable(policy: Any, n_steps: int | None = None) -> None:
@@ -120,9 +129,6 @@ def check_exportable(policy: Any, n_steps: int | None = None) -> None:
             f"it cannot be unrolled into a fixed program. Use a fixed-grid solver {FIXED_GRID_SOLVERS} "
             "(policy_kwargs solver=...) to export"
         )
-    space = policy.observation_space
-    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-        raise ExportError(f"Only flat Box observation spaces can be exported, got {space}")
     if n_steps is not None and (isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1):
         raise ExportError(f"n_steps must be a positive number of solver steps, got {n_steps!r}")
     if not hasattr(policy.actor.net, "forward_projected"):
@@ -202,18 +208,19 @@ def _atomic(path: PathLike, write: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def run_onnx(path: PathLike, observation: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+def run_onnx(path: PathLike, observation: np.ndarray | dict[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
     """Run an exported ONNX program with onnxruntime (no torch needed by the program itself).
 
     :param path: the ``.onnx`` file
-    :param observation: (batch, *observation_shape) observations
+    :param observation: (batch, *observation_shape) observations, or a dict of them by key (a Dict space)
     :param noise: (batch, action_dim) initial noise, for a program exported with ``deterministic=False``
     :return: the actions
     """
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = {"observation": np.asarray(observation, np.float32)}
+    given = observation if isinstance(observation, dict) else {"observation": observation}
+    feed = {str(key): np.asarray(value, np.float32) for key, value in given.items()}
     if noise is not None:
         feed["noise"] = np.asarray(noise, np.float32)
     return session.run(["action"], feed)[0]

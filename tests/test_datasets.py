@@ -3,6 +3,7 @@
 import time
 
 import gymnasium as gym
+from stable_baselines3.common.torch_layers import FlattenExtractor
 import h5py
 import minari
 import numpy as np
@@ -174,11 +175,13 @@ def test_discrete_actions_are_unsupported(d4rl_arrays) -> None:  # type: ignore[
         GMPO("GenerativePolicy", "CartPole-v1")
 
 
-def test_image_observations_are_unsupported() -> None:
+def test_images_too_small_for_the_features_extractor_are_named() -> None:
     env = gym.make("Pendulum-v1")
-    env.observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
-    with pytest.raises(DatasetError, match=r"Unsupported observation space.*flat Box observation spaces"):
-        GMPO("GenerativePolicy", env)
+    env.observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)  # SB3 transposes it to (3, 8, 8)
+    with pytest.raises(ValueError, match=r"NatureCNN cannot take observations of shape \(3, 8, 8\)"):
+        GMPO("CnnPolicy", env)
+    model = GMPO("CnnPolicy", env, policy_kwargs=dict(features_extractor_class=FlattenExtractor))  # the way out it names
+    assert model.observation_space.shape == (3, 8, 8)
 
 
 def test_unsupported_dataset_type() -> None:

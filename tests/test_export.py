@@ -3,10 +3,8 @@
 import numpy as np
 import pytest
 import torch as th
-from gymnasium import spaces
 
-from sb3_generative import GenerativeActorPolicy
-from sb3_generative.export import ExportError, SamplerProgram, export_onnx, export_torchscript, run_onnx
+from sb3_generative.export import ExportError, export_onnx, export_torchscript, run_onnx
 from tests.helpers import ALGOS, TINY_POLICY, make_model
 from tests.test_spaces import MatrixActionEnv, matrix_data
 
@@ -76,10 +74,6 @@ def test_what_cannot_be_a_fixed_program_is_refused(pendulum_id: str, tmp_path) -
     with pytest.raises(ExportError, match="adaptive solver 'dopri5'"):
         export_onnx(adaptive, tmp_path / "adaptive.onnx")
     assert not (tmp_path / "adaptive.onnx").exists()
-    image = spaces.Box(0, 255, (3, 8, 8), np.uint8)
-    policy = GenerativeActorPolicy(image, spaces.Box(-1, 1, (2,)), lambda _: 1e-4, **TINY_POLICY)
-    with pytest.raises(ExportError, match="flat Box observation"):
-        SamplerProgram(policy)
     fixed = make_model(ALGOS[0], pendulum_id)
     with pytest.raises(ExportError, match="n_steps"):
         export_torchscript(fixed.policy, tmp_path / "x.pt", n_steps=0)

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from sb3_generative.common.observations import ObservationLayout
+
 REQUIRED_KEYS = ("observations", "actions", "rewards")
 TERMINATION_KEYS = ("terminations", "terminals")
 TRUNCATION_KEYS = ("truncations", "timeouts")
@@ -25,9 +27,10 @@ FILE_SUFFIXES = (".hdf5", ".h5", ".npz")
 
 #: what the generative policies support, said in every refusal of a space
 SUPPORTED_SPACES = (
-    "sb3_generative supports flat Box observation spaces (1-D vectors; flatten Dict or image observations first) and "
-    "Box action spaces of any shape with finite bounds (diffusion and flow policies generate real vectors; "
-    "Discrete, MultiDiscrete, MultiBinary and Dict actions are unsupported)"
+    "sb3_generative supports Box observation spaces of any shape (vectors, images) and Dict observation spaces of "
+    "Boxes (goal-conditioned tasks), as SB3's off-policy algorithms do, and Box action spaces of any shape with finite "
+    "bounds (diffusion and flow policies generate real vectors; Discrete, MultiDiscrete, MultiBinary and Dict actions "
+    "are unsupported)"
 )
 
 
@@ -195,8 +198,9 @@ def reading_errors(what: str) -> Iterator[None]:
 def _from_minari(minari_dataset: Any, source: str | None) -> OfflineData:
     check_supported_spaces(minari_dataset.observation_space, minari_dataset.action_space)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next_obs", "act", "rew", "term", "trunc")}
+    layout = ObservationLayout(minari_dataset.observation_space)
     for episode in minari_dataset.iterate_episodes():
-        obs = np.asarray(episode.observations)
+        obs = layout.flatten(episode.observations, f"the observations of Minari episode {episode.id}")
         if obs.shape[0] != len(episode.actions) + 1:
             raise DatasetError(
                 f"Minari episode {episode.id} holds {obs.shape[0]} observations for {len(episode.actions)} actions "
@@ -246,7 +250,28 @@ def from_npz(path: str) -> OfflineData:
             raise ValueError(f"it holds a single {type(loaded).__name__} (an .npy file?), not an archive of named arrays")
         with loaded as archive:
             arrays = {key: archive[key] for key in archive.files}
-    return from_arrays(arrays, name=path)
+    return from_arrays(nest_observation_keys(arrays), name=path)
+
+
+def nest_observation_keys(arrays: dict[str, Any]) -> dict[str, Any]:
+    """Arrays named ``observations/<key>`` (and ``next_observations/<key>``), one per key of a Dict observation, as a
+    dict under ``observations``: how an ``.npz`` stores Dict observations (``np.savez(f, **{"observations/goal": ...})``).
+
+    :param arrays: the file's arrays by name
+    :return: the same arrays, the per-key ones nested
+    """
+    nested: dict[str, Any] = {}
+    for name, value in arrays.items():
+        group, _, key = name.partition("/")
+        if key and group in ("observations", "next_observations"):
+            if not isinstance(nested.setdefault(group, {}), dict):
+                raise DatasetError(f"{group!r} is stored both as one array and as per-key arrays ({name!r})")
+            nested[group][key] = value
+        elif name in nested:
+            raise DatasetError(f"{name!r} is stored both as one array and as per-key arrays")
+        else:
+            nested[name] = value
+    return nested
 
 
 def check_npz_sizes(path: str) -> None:
@@ -289,7 +314,10 @@ def from_hdf5(path: str) -> OfflineData:
     keys = REQUIRED_KEYS + TERMINATION_KEYS + TRUNCATION_KEYS + ("next_observations",)
     with reading_errors(f"{path!r} as an HDF5 file"):
         with h5py.File(path, "r") as file:
-            arrays = {key: _read_hdf5_dataset(file, key, path) for key in keys if key in file}
+            arrays: dict[str, Any] = {key: _read_hdf5_dataset(file, key, path) for key in keys if key in file}
+            for key in ("observations", "next_observations"):  # Dict observations: a group of one dataset per key
+                if key in file and isinstance(file.get(key), h5py.Group):
+                    arrays[key] = {name: _read_hdf5_dataset(file[key], name, path) for name in file[key]}
     return from_arrays({k: v for k, v in arrays.items() if v is not None}, name=path)
 
 
@@ -362,14 +390,16 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise DatasetError(f"{name} lacks the array(s) {missing}; expected at least {list(REQUIRED_KEYS)}")
-    obs = _as_2d(arrays["observations"], "observations", name)
+    obs, obs_space = _observations(arrays["observations"], "observations", name)
     act = _as_2d(arrays["actions"], "actions", name, flatten=True)  # Box actions of any shape are stored flat
     action_shape = tuple(np.shape(arrays["actions"])[1:]) or (1,)  # the space keeps the shape the rows had
     rew = _as_numeric(arrays["rewards"], "rewards", name).reshape(-1)
     n = obs.shape[0]
     lengths = {"observations": n, "actions": act.shape[0], "rewards": rew.shape[0]}
     for key in ("next_observations", *TERMINATION_KEYS, *TRUNCATION_KEYS):
-        if key in arrays:
+        if key == "next_observations" and isinstance(arrays.get(key), dict):
+            lengths[key] = len(_observations(arrays[key], key, name)[0])
+        elif key in arrays:
             value = _as_numeric(arrays[key], key, name)
             if value.ndim == 0:
                 raise DatasetError(f"{key!r} of {name} must hold one entry per transition, got a scalar")
@@ -378,8 +408,8 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
         raise DatasetError(f"Arrays of {name} have inconsistent lengths: {lengths}")
     term, trunc = _pick(arrays, TERMINATION_KEYS, n, name), _pick(arrays, TRUNCATION_KEYS, n, name)
     if "next_observations" in arrays:
-        next_obs = _as_2d(arrays["next_observations"], "next_observations", name)
-        if next_obs.shape[1:] != obs.shape[1:]:
+        next_obs, next_space = _observations(arrays["next_observations"], "next_observations", name)
+        if next_obs.shape[1:] != obs.shape[1:] or type(next_space) is not type(obs_space):
             raise DatasetError(
                 f"next_observations of {name} have shape {next_obs.shape[1:]} per row, observations {obs.shape[1:]}"
             )
@@ -393,11 +423,37 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
         trunc = trunc.copy()
         trunc[-1] = True
     obs, act, rew, next_obs, term, trunc = (x[keep] for x in (obs, act, rew, next_obs, term, trunc))
-    obs_space = spaces.Box(-np.inf, np.inf, obs.shape[1:], np.float32)
     bad_actions = _first_bad("actions", act)
     if bad_actions:  # before the action space is inferred from them
         raise DatasetError("The dataset holds non-finite values: " + bad_actions)
     return _make(obs, act, rew, next_obs, term, trunc, obs_space, infer_action_space(act, action_shape))
+
+
+def _observations(value: Any, key: str, name: str) -> tuple[np.ndarray, spaces.Space]:
+    """Observations of an array dataset as flat rows, and their space: an (N, *shape) array (a Box of that shape;
+    uint8 images a Box of [0, 255]) or a dict of them (a Dict space of those Boxes, one array per key)."""
+    if isinstance(value, dict):
+        if not value:
+            raise DatasetError(f"{key!r} of {name} is an empty dict: a Dict observation needs at least one key")
+        parts = {str(k): _observation_part(v, f"{key}[{k!r}]", name) for k, v in value.items()}
+        space = spaces.Dict({k: part[1] for k, part in parts.items()})
+        rows = {k: part[0].shape[0] for k, part in parts.items()}
+        if len(set(rows.values())) > 1:
+            raise DatasetError(f"The keys of {key!r} of {name} hold different numbers of rows: {rows}")
+        return ObservationLayout(space).flatten({k: part[0] for k, part in parts.items()}, key), space
+    array, box = _observation_part(value, key, name)
+    return array.reshape(array.shape[0], int(np.prod(array.shape[1:]))), box
+
+
+def _observation_part(value: Any, key: str, name: str) -> tuple[np.ndarray, spaces.Box]:
+    array = _as_numeric(value, key, name)
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim < 2 or int(np.prod(array.shape[1:])) == 0:
+        raise DatasetError(f"{key!r} of {name} has width 0: each row must hold at least one number")
+    if array.dtype == np.uint8 and array.ndim == 4:  # images, as SB3 recognises them
+        return array, spaces.Box(0, 255, array.shape[1:], np.uint8)
+    return array, spaces.Box(-np.inf, np.inf, array.shape[1:], np.float32)
 
 
 def _as_numeric(value: Any, key: str, name: str) -> np.ndarray:
@@ -479,10 +535,11 @@ def check_supported_spaces(observation_space: spaces.Space, action_space: spaces
     """
     if not isinstance(action_space, spaces.Box):
         raise UnsupportedSpaceError(f"Unsupported action space {action_space}. {SUPPORTED_SPACES}")
-    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+    parts = observation_space.spaces.values() if isinstance(observation_space, spaces.Dict) else [observation_space]
+    if not all(isinstance(part, spaces.Box) for part in parts):
         raise UnsupportedSpaceError(f"Unsupported observation space {observation_space}. {SUPPORTED_SPACES}")
-    for name, space in (("observation", observation_space), ("action", action_space)):
-        if int(np.prod(space.shape)) == 0:
+    for name, space in (*(("observation", part) for part in parts), ("action", action_space)):
+        if int(np.prod(space.shape or ())) == 0:
             raise DatasetError(f"The {name} space {space} has no dimensions (width 0)")
     low, high = action_space.low, action_space.high
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
@@ -538,10 +595,15 @@ def check_against_spaces(
     :param clip_actions: clip actions outside the bounds instead of raising
     """
     assert isinstance(action_space, spaces.Box)  # checked when the model was built
-    if data.observations.shape[1:] != observation_space.shape:
+    ours, theirs = ObservationLayout(data.observation_space), ObservationLayout(observation_space)
+    if (ours.keys, ours.shapes) != (theirs.keys, theirs.shapes) or data.observations.shape[1:] != (theirs.flat_dim,):
+
+        def described(layout: ObservationLayout) -> str:
+            return str(layout.shapes[0]) if not layout.is_dict else str(dict(zip(layout.keys, layout.shapes)))
+
         raise DatasetError(
-            f"Observation shape mismatch: the dataset's observations have shape {data.observations.shape[1:]}, "
-            f"the environment's observation space has shape {observation_space.shape}"
+            f"Observation shape mismatch: the dataset's observations have shape {described(ours)}, "
+            f"the environment's observation space has shape {described(theirs)}"
         )
     if data.actions.shape[1:] != (int(np.prod(action_space.shape)),):  # flattened by _make
         raise DatasetError(

@@ -20,6 +20,10 @@ DESCRIPTION = "sb3_generative.json"
 FORMAT = 1
 #: optimizers a description may name (resolved from torch.optim only)
 OPTIMIZERS = ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam")
+#: the features extractors safe loading rebuilds: SB3's own (a user's class is code, which safe loading never runs)
+EXTRACTORS = ("FlattenExtractor", "CombinedExtractor", "NatureCNN")
+#: the dtypes of a Box safe loading rebuilds
+BOX_DTYPES = ("float32", "float64", "uint8")
 
 PathLike = str | pathlib.Path | io.BufferedIOBase
 
@@ -102,27 +106,38 @@ def check_saved_by(algorithm: str, data: dict[str, Any], description: dict[str, 
 
 # ---------------------------------------------------------------------------------------------------- description
 def space_to_json(space: spaces.Space) -> dict[str, Any]:
-    """A Box space as plain JSON.
+    """A Box space, or a Dict of them, as plain JSON.
 
-    :param space: a Box
+    :param space: a Box or a Dict of Boxes
     """
+    if isinstance(space, spaces.Dict):
+        return {"type": "Dict", "spaces": {key: space_to_json(part) for key, part in space.spaces.items()}}
     assert isinstance(space, spaces.Box)
     return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(), "dtype": str(space.dtype)}
 
 
-def space_from_json(value: Any, what: str) -> spaces.Box:
-    """A Box from :func:`space_to_json`'s JSON, checked.
+def space_from_json(value: Any, what: str) -> spaces.Space:
+    """A Box, or a Dict of Boxes, from :func:`space_to_json`'s JSON, checked.
 
     :param value: the JSON
     :param what: which space, for the message
     """
     try:
-        if value["type"] != "Box" or value["dtype"] not in ("float32", "float64"):
-            raise ValueError(f"unsupported space {value['type']} / {value['dtype']}")
-        low, high = np.asarray(value["low"], np.float64), np.asarray(value["high"], np.float64)
-        return spaces.Box(low.astype(value["dtype"]), high.astype(value["dtype"]), dtype=value["dtype"])
-    except (KeyError, TypeError, ValueError) as error:
+        if value["type"] == "Dict":
+            parts = value["spaces"]
+            if not isinstance(parts, dict) or not parts:
+                raise ValueError("a Dict space needs a non-empty object of spaces")
+            return spaces.Dict({str(key): _box_from_json(part) for key, part in parts.items()})
+        return _box_from_json(value)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ModelFileError(f"The description's {what} space is malformed: {error}") from error
+
+
+def _box_from_json(value: Any) -> spaces.Box:
+    if value["type"] != "Box" or value["dtype"] not in BOX_DTYPES:
+        raise ValueError(f"unsupported space {value['type']} / {value['dtype']}")
+    low, high = np.asarray(value["low"], np.float64), np.asarray(value["high"], np.float64)
+    return spaces.Box(low.astype(value["dtype"]), high.astype(value["dtype"]), dtype=value["dtype"])
 
 
 def policy_kwargs_to_json(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -130,10 +145,18 @@ def policy_kwargs_to_json(parameters: dict[str, Any]) -> dict[str, Any]:
 
     :param parameters: ``policy._get_constructor_parameters()``
     """
-    skip = {"observation_space", "action_space", "lr_schedule", "normalize_images", "squash_output"}
+    skip = {"observation_space", "action_space", "lr_schedule", "squash_output"}
     result = {key: value for key, value in parameters.items() if key not in skip}
     result["optimizer_class"] = parameters["optimizer_class"].__name__
-    json.dumps(result)  # fails here, not at load, if a setting is not plain JSON
+    extractor = parameters.get("features_extractor_class")
+    if extractor is not None:
+        result["features_extractor_class"] = f"{extractor.__module__}.{extractor.__qualname__}"
+    try:
+        json.dumps(result)
+    except TypeError:  # a user's extractor arguments that are objects: the file then needs a trusted load
+        result["features_extractor_kwargs"] = None
+        result["features_extractor_kwargs_not_json"] = True
+    json.dumps(result)  # fails here, not at load, if another setting is not plain JSON
     return result
 
 
@@ -147,6 +170,22 @@ def policy_kwargs_from_json(value: dict[str, Any]) -> dict[str, Any]:
     if name not in OPTIMIZERS:
         raise ModelFileError(f"The description names optimizer {name!r}; safe loading knows {OPTIMIZERS}")
     kwargs["optimizer_class"] = getattr(th.optim, name)
+    if "features_extractor_class" in kwargs:
+        from stable_baselines3.common import torch_layers
+
+        extractor = str(kwargs["features_extractor_class"])
+        module, _, class_name = extractor.rpartition(".")
+        if module != torch_layers.__name__ or class_name not in EXTRACTORS:
+            raise ModelFileError(
+                f"The model uses the features extractor {extractor}; safe loading rebuilds SB3's own {EXTRACTORS} only "
+                "(another class is code, which safe=True never runs): load it with safe=False if you trust the file"
+            )
+        if kwargs.pop("features_extractor_kwargs_not_json", False):
+            raise ModelFileError(
+                "The model's features_extractor_kwargs are not plain JSON (objects such as classes), which safe loading "
+                "cannot rebuild: load it with safe=False if you trust the file"
+            )
+        kwargs["features_extractor_class"] = getattr(torch_layers, class_name)
     return kwargs
 
 

@@ -6,10 +6,13 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from sb3_generative.common.checks import check_int
 from sb3_generative.common.compile import check_compile_option, compiled
+from sb3_generative.common.observations import ObservationEncoder, ObservationLayout
 from sb3_generative.common.optim import optimizer_kwargs
 from sb3_generative.critics.iql import IQLCritic
 from sb3_generative.generative.config import SolveConfig
@@ -32,7 +35,13 @@ class GenerativeActorPolicy(BasePolicy):
     Box action spaces of any shape are flattened inside the policy (the networks see ``prod(shape)`` numbers);
     SB3's ``predict`` restores the shape.
 
-    :param observation_space: flat Box observation space
+    Observations of any space SB3's off-policy algorithms take (a Box of any shape, images, a Dict of them) are stored
+    as flat rows (:mod:`sb3_generative.common.observations`); the actor's and the critic's features extractors see
+    them in their space's structure, as in SB3. The default extractor follows the space, as SB3's aliases choose
+    it: ``CombinedExtractor`` for a Dict (``"MultiInputPolicy"``), ``NatureCNN`` for an image (``"CnnPolicy"``),
+    ``FlattenExtractor`` otherwise (``"MlpPolicy"``).
+
+    :param observation_space: observation space (Box of any shape, image Box, or Dict of Boxes)
     :param action_space: Box action space (any shape)
     :param lr_schedule: learning-rate schedule of the actor
     :param generative_model: "gvp", "vpsde" or "icfm"
@@ -51,6 +60,11 @@ class GenerativeActorPolicy(BasePolicy):
     :param optimizer_class: optimizer of the actor and of the critic
     :param optimizer_kwargs: extra optimizer arguments (Adam and AdamW run fused unless ``fused`` or ``foreach`` is
         given here)
+    :param features_extractor_class: SB3 features extractor of the observations (None: chosen by the space)
+    :param features_extractor_kwargs: its keyword arguments
+    :param share_features_extractor: the critic uses the actor's extractor (SB3's meaning: the critic's loss does
+        not train it; the actor's does); False (default, as in SAC): each has its own
+    :param normalize_images: divide image observations by 255 (SB3's ``normalize_images``)
     """
 
     obs_mean: th.Tensor
@@ -75,14 +89,23 @@ class GenerativeActorPolicy(BasePolicy):
         bc_learning_rate: float = 1e-4,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        features_extractor_class: type[BaseFeaturesExtractor] | None = None,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        share_features_extractor: bool = False,
+        normalize_images: bool = True,
     ) -> None:
         super().__init__(
             observation_space,
             action_space,
+            features_extractor_class=features_extractor_class or default_features_extractor(observation_space),
+            features_extractor_kwargs=features_extractor_kwargs,
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
             squash_output=True,
+            normalize_images=normalize_images,
         )
+        self.share_features_extractor = share_features_extractor
+        self.layout = ObservationLayout(observation_space)
         self.generative_model = generative_model
         self.parameterization = parameterization
         self.net_arch, self.critic_net_arch = split_net_arch(net_arch, critic_net_arch)
@@ -90,20 +113,35 @@ class GenerativeActorPolicy(BasePolicy):
         self.n_sampling_steps, self.solver = n_sampling_steps, solver
         self.n_critics, self.critic_learning_rate = n_critics, critic_learning_rate
         self.bc_learning_rate = bc_learning_rate
-        self.obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
+        self.obs_dim = self.layout.flat_dim  # numbers in a stored (flat) observation
         self.action_dim = int(np.prod(action_space.shape))  # type: ignore[arg-type]
         self.register_buffer("obs_mean", th.zeros(self.obs_dim))
         self.register_buffer("obs_std", th.ones(self.obs_dim))
         self._build(lr_schedule)
 
+    def make_encoder(self) -> ObservationEncoder:
+        """A new features extractor of the observations (its own parameters), behind the flat rows' unflattening."""
+        try:
+            extractor = self.features_extractor_class(self.observation_space, **self.features_extractor_kwargs)
+        except RuntimeError as error:  # NatureCNN runs a sample through its convolutions when it is built
+            raise ValueError(
+                f"The features extractor {self.features_extractor_class.__name__} cannot take observations of shape "
+                f"{self.observation_space.shape} ({error}); NatureCNN needs images of at least 36 x 36 pixels: pass "
+                "policy_kwargs=dict(features_extractor_class=FlattenExtractor) or your own BaseFeaturesExtractor"
+            ) from error
+        return ObservationEncoder(self.observation_space, extractor, self.normalize_images)
+
     def make_generative_model(self, parameterization: str | None = None) -> GenerativeModel:
-        """A generative model with this policy's architecture (the actor, or GMPG's reference model)."""
+        """A generative model with this policy's architecture and its own features extractor (the actor, or GMPG's
+        reference model)."""
+        encoder = self.make_encoder()
         return GenerativeModel(
-            self.obs_dim,
+            encoder.features_dim,
             self.action_dim,
             self.generative_model,
             parameterization=parameterization or self.parameterization,
             **self._actor_architecture(),
+            encoder=None if encoder.identity else encoder,
         )
 
     def _actor_architecture(self) -> dict[str, Any]:
@@ -119,7 +157,18 @@ class GenerativeActorPolicy(BasePolicy):
 
     def _build(self, lr_schedule: Schedule) -> None:
         self.actor = self.make_generative_model()
-        self.critic = IQLCritic(self.obs_dim, self.action_dim, self.critic_net_arch, self.n_critics)
+        encoder = self.actor.encoder if self.share_features_extractor else self.make_encoder()
+        assert encoder is None or isinstance(encoder, ObservationEncoder)
+        features_dim = self.obs_dim if encoder is None else encoder.features_dim
+        critic_encoder = None if encoder is None or encoder.identity else encoder
+        self.critic = IQLCritic(
+            features_dim,
+            self.action_dim,
+            self.critic_net_arch,
+            self.n_critics,
+            encoder=critic_encoder,
+            train_encoder=not self.share_features_extractor,
+        )
         self.optimizer = self.make_optimizer(self.actor.parameters(), lr_schedule(1))
         # one optimizer for Q and V on q_loss + v_loss, as d3rlpy's IQL (SAC also hangs it on its critic)
         self.critic.optimizer = self.make_optimizer(self.critic.trainable_parameters(), self.critic_learning_rate)
@@ -137,7 +186,6 @@ class GenerativeActorPolicy(BasePolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.pop("normalize_images", None)  # flat vector observations only
         data.update(
             dict(
                 lr_schedule=self._dummy_schedule,
@@ -150,14 +198,20 @@ class GenerativeActorPolicy(BasePolicy):
                 bc_learning_rate=self.bc_learning_rate,
                 optimizer_class=self.optimizer_class,
                 optimizer_kwargs=self.optimizer_kwargs,
+                features_extractor_class=self.features_extractor_class,
+                features_extractor_kwargs=self.features_extractor_kwargs,
+                share_features_extractor=self.share_features_extractor,
+                normalize_images=self.normalize_images,
             )
         )
         return data
 
     def set_observation_stats(self, mean: th.Tensor, std: th.Tensor) -> None:
-        """Set the observation normalisation ``(obs - mean) / std`` used by actor and critic."""
-        self.obs_mean.copy_(mean.to(self.obs_mean))
-        self.obs_std.copy_(std.to(self.obs_std))
+        """Set the observation normalisation ``(obs - mean) / std`` used by actor and critic (per flat position, so
+        per key of a Dict; images are left to SB3's scaling by 1/255: mean 0 and std 1 there)."""
+        images = th.as_tensor(self.layout.image_mask, device=self.obs_mean.device)
+        self.obs_mean.copy_(th.where(images, 0.0, mean.to(self.obs_mean)))
+        self.obs_std.copy_(th.where(images, 1.0, std.to(self.obs_std)))
 
     def normalize_obs(self, obs: th.Tensor) -> th.Tensor:
         """Observations as the networks see them."""
@@ -174,7 +228,7 @@ class GenerativeActorPolicy(BasePolicy):
         return self._predict(obs, deterministic)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        assert isinstance(observation, th.Tensor)
+        observation = self.layout.flatten_tensor(observation)  # the stored rows' layout, whatever the space
         noise = self.initial_noise(observation.shape[0], deterministic)
         return getattr(self, "_sampler", self._sample)(observation, noise)
 
@@ -188,6 +242,19 @@ class GenerativeActorPolicy(BasePolicy):
         :param mode: False, True or a torch.compile mode
         """
         self._sampler = compiled(self._sample, check_compile_option(mode))
+
+
+def default_features_extractor(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
+    """The features extractor SB3's policy alias for a space would use: ``CombinedExtractor`` for a Dict
+    (``MultiInputPolicy``), ``NatureCNN`` for an image (``CnnPolicy``), ``FlattenExtractor`` otherwise (``MlpPolicy``).
+
+    :param observation_space: the observation space
+    """
+    if isinstance(observation_space, spaces.Dict):
+        return CombinedExtractor
+    if is_image_space(observation_space):
+        return NatureCNN
+    return FlattenExtractor
 
 
 def check_policy_kwargs(policy_kwargs: dict[str, Any] | None) -> None:

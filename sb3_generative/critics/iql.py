@@ -48,15 +48,31 @@ class IQLCritic(nn.Module):
     :param action_dim: action size
     :param net_arch: hidden widths of every critic network
     :param n_critics: size of the Q ensemble
+    :param encoder: a module mapping the states given to every call to ``obs_dim`` features (a features extractor);
+        None: the states are the features. Q, its target and V all see the online encoder's features (the target
+        follows Q's layers only), computed once per batch
+    :param train_encoder: whether the critic's loss trains the encoder (False for one shared with the actor, which
+        trains it: SB3's ``share_features_extractor``; its features are then computed without gradient here)
     """
 
     #: optimizer of Q and V, set by the policy that owns the critic (as SB3's policies set their critics')
     optimizer: th.optim.Optimizer
 
     def __init__(
-        self, obs_dim: int, action_dim: int, net_arch: list[int] | tuple[int, ...] = (256, 256), n_critics: int = 2
+        self,
+        obs_dim: int,
+        action_dim: int,
+        net_arch: list[int] | tuple[int, ...] = (256, 256),
+        n_critics: int = 2,
+        encoder: nn.Module | None = None,
+        train_encoder: bool = True,
     ) -> None:
         super().__init__()
+        self.train_encoder = train_encoder
+        if train_encoder:
+            self.encoder = encoder
+        else:  # shared with (and saved by) the actor: not a submodule of the critic, so not in its optimizer
+            self.__dict__["encoder"] = encoder
         _import_d3rlpy()
         from d3rlpy.models.builders import create_continuous_q_function, create_value_function
         from d3rlpy.models.encoders import VectorEncoderFactory
@@ -81,27 +97,38 @@ class IQLCritic(nn.Module):
         self.targ_q_funcs.requires_grad_(False)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """The parameters one optimizer trains: Q ensemble and V (the target follows by Polyak averaging)."""
-        return [*self.q_funcs.parameters(), *self.value_func.parameters()]
+        """The parameters one optimizer trains: Q ensemble and V (the target follows by Polyak averaging), and the
+        encoder unless it is the actor's."""
+        encoder = list(self.encoder.parameters()) if self.encoder is not None and self.train_encoder else []
+        return [*self.q_funcs.parameters(), *self.value_func.parameters(), *encoder]
+
+    def features(self, obs: th.Tensor) -> th.Tensor:
+        """The states as Q and V see them: the encoder's features (without gradient when it is the actor's)."""
+        if self.encoder is None:
+            return obs
+        with th.set_grad_enabled(th.is_grad_enabled() and self.train_encoder):
+            return self.encoder(obs)
 
     # --------------------------------------------------------------------------------------------- values
     def q_value(self, obs: th.Tensor, actions: th.Tensor, reduction: str = "min") -> th.Tensor:
         """Online ``min_k Q_k(s, a)`` (or "mean"/"none"), shape (B, 1); differentiable with respect to ``actions``."""
-        return self._q_forwarder.compute_expected_q(obs, actions, reduction)
+        return self._q_forwarder.compute_expected_q(self.features(obs), actions, reduction)
 
     def target_q_value(self, obs: th.Tensor, actions: th.Tensor, reduction: str = "min") -> th.Tensor:
         """Target-network ``min_k Q'_k(s, a)``, shape (B, 1)."""
-        return self._targ_q_forwarder.compute_expected_q(obs, actions, reduction)
+        return self._targ_q_forwarder.compute_expected_q(self.features(obs), actions, reduction)
 
     def value(self, obs: th.Tensor) -> th.Tensor:
         """``V(s)``, shape (B, 1)."""
-        return self.value_func(obs)
+        return self.value_func(self.features(obs))
 
     @th.no_grad()
     def advantage(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """``min_k Q_k(s, a) - V(s)`` with the online Q ensemble, shape (B,), as GMPO weights it (GenerativeRL's
         ``grl/algorithms/gmpo.py``)."""
-        return (self.q_value(obs, actions) - self.value(obs)).squeeze(-1)
+        features = self.features(obs)
+        q_value = self._q_forwarder.compute_expected_q(features, actions, "min")
+        return (q_value - self.value_func(features)).squeeze(-1)
 
     # --------------------------------------------------------------------------------------------- losses
     def losses(
@@ -127,13 +154,14 @@ class IQLCritic(nn.Module):
         :param gamma: discount
         :param expectile: tau of the expectile value loss (0.7 locomotion, 0.9 AntMaze)
         """
+        features = self.features(obs)
         with th.no_grad():
-            v_next = self.value_func(next_obs)
-            q_target = self.target_q_value(obs, actions)
+            v_next = self.value_func(self.features(next_obs))
+            q_target = self._targ_q_forwarder.compute_expected_q(features, actions, "min")
         q_loss = self._q_forwarder.compute_error(
-            observations=obs, actions=actions, rewards=rewards, target=v_next, terminals=dones, gamma=gamma
+            observations=features, actions=actions, rewards=rewards, target=v_next, terminals=dones, gamma=gamma
         )
-        diff = q_target - self.value_func(obs)
+        diff = q_target - self.value_func(features)
         weight = (expectile - (diff < 0.0).float()).abs()
         v_loss = (weight * diff**2).mean()
         return q_loss, v_loss

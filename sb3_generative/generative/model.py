@@ -33,6 +33,8 @@ class GenerativeModel(nn.Module):
     :param emb_dim: merged time-and-condition embedding size
     :param n_sampling_steps: default number of solver steps (reference: 31 Euler steps, a 32-point grid)
     :param solver: default solver: "euler", "midpoint", "rk4" or a torchdiffeq adaptive method
+    :param encoder: a module mapping the states given to every call to the ``obs_dim`` conditioning features (a
+        features extractor, trained with the model); None: the states are the features
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class GenerativeModel(nn.Module):
         emb_dim: int = 128,
         n_sampling_steps: int = 31,
         solver: str = "euler",
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        self.encoder = encoder
         self.path: ProbabilityPath = make_path(generative_model, parameterization)
         self.obs_dim, self.action_dim = obs_dim, action_dim
         SolveConfig(n_sampling_steps, solver)  # validates both
@@ -76,7 +80,11 @@ class GenerativeModel(nn.Module):
             generator=generator,
         )
         x_t, target = self.path.training_pair(actions, noise, t)
-        return 0.5 * ((self.net(t, x_t, obs) - target) ** 2).sum(-1)
+        return 0.5 * ((self.net(t, x_t, self.encode(obs)) - target) ** 2).sum(-1)
+
+    def encode(self, obs: th.Tensor) -> th.Tensor:
+        """The conditioning features of states: the ``encoder``'s output, or the states themselves."""
+        return obs if self.encoder is None else self.encoder(obs)
 
     # ------------------------------------------------------------------ ODE
     def velocity(self, tau: th.Tensor, x: th.Tensor, obs: th.Tensor, cond: th.Tensor | None = None) -> th.Tensor:
@@ -197,6 +205,7 @@ class GenerativeModel(nn.Module):
         numbers with about a third fewer operators per call. Otherwise the state embedding is computed once.
         """
         assert config.solver is not None
+        obs = self.encode(obs)  # once per solve, in the current grad mode
         recomputes = th.is_grad_enabled() and (config.use_checkpoint or config.adjoint)
         if recomputes or not self._precomputable(obs.shape[0], grid, config.solver):
             cond = self._condition(obs, config.adjoint and th.is_grad_enabled())

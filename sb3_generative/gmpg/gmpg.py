@@ -26,7 +26,7 @@ from sb3_generative.common.checks import check_bool, check_float, check_int
 from sb3_generative.common.model_files import ModelFileError
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
 from sb3_generative.generative.config import FIXED_GRID_SOLVERS, SolveConfig
-from sb3_generative.gmpg.policies import GenerativePolicy, GMPGPolicy, MlpPolicy
+from sb3_generative.gmpg.policies import CnnPolicy, GenerativePolicy, GMPGPolicy, MlpPolicy, MultiInputPolicy
 
 SelfGMPG = TypeVar("SelfGMPG", bound="GMPG")
 
@@ -104,7 +104,12 @@ class GMPG(OfflineAlgorithm):
     :param _init_setup_model: build the networks at construction
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"GenerativePolicy": GenerativePolicy, "MlpPolicy": MlpPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "GenerativePolicy": GenerativePolicy,
+        "MlpPolicy": MlpPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+        "CnnPolicy": CnnPolicy,
+    }
     policy: GMPGPolicy
 
     def __init__(

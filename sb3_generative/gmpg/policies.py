@@ -35,5 +35,8 @@ class GMPGPolicy(GenerativeActorPolicy):
 
 GenerativePolicy = GMPGPolicy
 MlpPolicy = GMPGPolicy
+#: SB3's names for Dict and image observations: the same policy, whose default features extractor follows the space
+MultiInputPolicy = GMPGPolicy
+CnnPolicy = GMPGPolicy
 
-__all__ = ["GMPGPolicy", "GenerativePolicy", "MlpPolicy"]
+__all__ = ["CnnPolicy", "GMPGPolicy", "GenerativePolicy", "MlpPolicy", "MultiInputPolicy"]

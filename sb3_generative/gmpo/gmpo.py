@@ -21,7 +21,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 
 from sb3_generative.common.checks import check_float
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
-from sb3_generative.gmpo.policies import GenerativePolicy, MlpPolicy
+from sb3_generative.gmpo.policies import CnnPolicy, GenerativePolicy, MlpPolicy, MultiInputPolicy
 
 SelfGMPO = TypeVar("SelfGMPO", bound="GMPO")
 
@@ -70,6 +70,8 @@ class GMPO(OfflineAlgorithm):
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "GenerativePolicy": GenerativePolicy,
         "MlpPolicy": MlpPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+        "CnnPolicy": CnnPolicy,
     }
 
     def __init__(
