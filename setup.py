@@ -55,6 +55,7 @@ setup(
             "rliable>=1.2",
             "pandas<3",  # rliable 1.2 pins arch<8, whose import fails with pandas 3
             "ray>=2.9",
+            "gymnasium-robotics>=1.4",
         ],
         "zoo": ["rl_zoo3>=2.7", "optuna>=3.0", "requests", "pandas"],
         # export.py: ONNX programs run by onnxruntime
@@ -63,6 +64,8 @@ setup(
         "stats": ["rliable>=1.2", "pandas<3", "matplotlib"],
         # benchmarks/scores.py --ray / --ray-address: each run a Ray task, locally or on a cluster
         "cluster": ["ray>=2.9"],
+        # sb3-generative-data pointmaze: Gymnasium-Robotics' PointMaze (installs beside gymnasium 1.4 and mujoco 4)
+        "maze": ["gymnasium-robotics>=1.4"],
         # RL Zoo's plot scripts (rl_zoo3.plots.*) import seaborn and pandas
         "plots": ["matplotlib", "seaborn", "pandas"],
     },

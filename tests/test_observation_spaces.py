@@ -234,3 +234,18 @@ def test_dict_and_image_policies_export_with_one_input_per_key(cls, tmp_path) ->
     export_onnx(image, tmp_path / "image.onnx")
     expected_image, _ = image.predict(frames, deterministic=True)
     np.testing.assert_allclose(run_onnx(tmp_path / "image.onnx", frames), expected_image, atol=1e-5)
+
+
+def test_channel_last_image_data_is_transposed_as_sb3_transposes_the_env() -> None:
+    """An env with (H, W, C) images is wrapped by SB3 in VecTransposeImage (the model sees (C, H, W)); the data recorded
+    from it holds (H, W, C) images, and is transposed the same way, so training and predict agree."""
+    channel_last = spaces.Box(0, 255, (36, 36, 3), np.uint8)
+    data = image_arrays(16)
+    data["observations"] = np.ascontiguousarray(data["observations"].transpose(0, 2, 3, 1))  # as the env records them
+    kwargs = small(GMPO, policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=32)))
+    model = GMPO("CnnPolicy", SpaceEnv(channel_last), dataset=data, **kwargs)
+    assert model.observation_space.shape == (3, 36, 36)
+    stored = model.replay_buffer.observations[0].reshape(3, 36, 36).numpy()
+    np.testing.assert_array_equal(stored, data["observations"][0].transpose(2, 0, 1))
+    model.learn(1)
+    assert model.predict(channel_last.sample(), deterministic=True)[0].shape == (2,)  # SB3 transposes in predict

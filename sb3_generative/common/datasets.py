@@ -59,7 +59,8 @@ class OfflineData:
     :param source: a JSON-able description of where the data came from (a Minari id or a file path), or None
     :param ref_min_score: return of a random policy (normalised score 0), if known
     :param ref_max_score: return of an expert policy (normalised score 100), if known
-    :param env_spec: the environment spec recorded with the data (Minari), if any
+    :param env_spec: the environment spec to evaluate on, recorded with the data (Minari's ``eval_env_spec``, else the
+        spec of the env that collected it), if any
     """
 
     observations: np.ndarray
@@ -234,7 +235,9 @@ def _from_minari(minari_dataset: Any, source: str | None) -> OfflineData:
         source=source or minari_dataset.id,
         ref_min_score=metadata.get("ref_min_score"),
         ref_max_score=metadata.get("ref_max_score"),
-        env_spec=minari_dataset.env_spec,
+        # Minari's evaluation env where the dataset has one (a maze's single-goal task, not the continuing task that
+        # collected the data), as ``recover_environment(eval_env=True)`` gives it
+        env_spec=getattr(minari_dataset, "_eval_env_spec", None) or minari_dataset.env_spec,
     )
 
 
@@ -595,6 +598,7 @@ def check_against_spaces(
     :param clip_actions: clip actions outside the bounds instead of raising
     """
     assert isinstance(action_space, spaces.Box)  # checked when the model was built
+    transpose_channel_last_images(data, observation_space)
     ours, theirs = ObservationLayout(data.observation_space), ObservationLayout(observation_space)
     if (ours.keys, ours.shapes) != (theirs.keys, theirs.shapes) or data.observations.shape[1:] != (theirs.flat_dim,):
 
@@ -622,6 +626,33 @@ def check_against_spaces(
     if outside.any():
         warnings.warn(f"Clipping {int(outside.any(axis=1).sum())} dataset actions into the action space bounds", stacklevel=2)
     np.clip(data.actions, low, high, out=data.actions)
+
+
+def transpose_channel_last_images(data: OfflineData, observation_space: spaces.Space) -> None:
+    """Move channel-last (H, W, C) images of the data to the model's channel-first (C, H, W), in place.
+
+    SB3 wraps an env whose images are channel-last in ``VecTransposeImage``, so the model's space is channel-first;
+    data recorded from that env (a Minari dataset, arrays) holds the images as the env gave them. Each image part
+    (a Box, or a key of a Dict) whose shape is the channel-last form of the model's is transposed, as the wrapper
+    transposes the env's observations; nothing else changes.
+
+    :param data: the data (its observation rows and space are replaced when an image part is transposed)
+    :param observation_space: the model's observation space
+    """
+    ours, theirs = ObservationLayout(data.observation_space), ObservationLayout(observation_space)
+    if ours.keys != theirs.keys:
+        return
+    offsets = np.cumsum([0, *ours.sizes])
+    moved = False
+    for part, (shape, target) in enumerate(zip(ours.shapes, theirs.shapes)):
+        if len(shape) == 3 and shape != target and (shape[2], shape[0], shape[1]) == tuple(target):
+            columns = slice(int(offsets[part]), int(offsets[part + 1]))
+            for rows in (data.observations, data.next_observations):
+                images = rows[:, columns].reshape(len(rows), *shape).transpose(0, 3, 1, 2)
+                rows[:, columns] = images.reshape(len(rows), -1)
+            moved = True
+    if moved:
+        data.observation_space = observation_space
 
 
 # ---------------------------------------------------------------------------------------------------- rewards, scores

@@ -12,6 +12,7 @@ also behaviour cloning), each a :class:`~sb3_generative.common.phases.Phase` run
 
 import contextlib
 import contextvars
+import importlib
 import inspect
 import io
 import os
@@ -897,6 +898,12 @@ def _recover_env(data: OfflineData) -> gym.Env | None:
     # MinariDataset.recover_environment() is gym.make(env_spec); the spec is kept in OfflineData so that a dataset
     # re-opened from its id, a file or arrays all take this one path
     try:
+        entry_point = getattr(data.env_spec, "entry_point", None)
+        if isinstance(entry_point, str) and ":" in entry_point:
+            # the env's package, imported before gym.make does it, with what it prints on import captured (Gymnasium-
+            # Robotics prints a notice on the Adroit hand tasks there, unrelated to the env asked for); errors raise
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                importlib.import_module(entry_point.split(":")[0])
         return gym.make(data.env_spec)
     except Exception as error:  # the dataset's env may need packages the user lacks: spaces from the data then
         warnings.warn(f"Could not recreate the dataset's environment ({error}); using the dataset's spaces", stacklevel=2)

@@ -3,6 +3,7 @@
 sb3-generative-data d4rl-style --root ~/.minari/datasets                         # 3 tasks x medium/expert/medium-expert
 sb3-generative-data d4rl-style --root /tmp/m --tasks hopper --levels medium --steps 20000
 sb3-generative-data d4rl-style --root /tmp/m --tasks hopper --levels medium-replay --replay DIR
+sb3-generative-data pointmaze --root ~/.minari/datasets --mazes umaze medium large    # needs sb3_generative[maze]
 """
 
 import argparse
@@ -30,6 +31,18 @@ def parser() -> argparse.ArgumentParser:
     d4rl.add_argument("--replay", help="folder of <task>-medium-replay.npz recordings (or one file), for medium-replay")
     d4rl.add_argument("--seed", type=int, default=0)
     d4rl.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="rollouts in parallel processes")
+    maze = commands.add_parser(
+        "pointmaze",
+        help="D4RL-style PointMaze datasets as local Minari datasets d4rl-style/pointmaze/<maze>[-dense]-v0",
+        description="A noisy PD controller following shortest paths in Gymnasium-Robotics' PointMaze, a new goal whenever "
+        "one is reached, as Minari made its D4RL PointMaze datasets (pip install 'sb3_generative[maze]').",
+    )
+    maze.add_argument("--root", required=True, help="Minari datasets folder; use it as MINARI_DATASETS_PATH")
+    maze.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"], choices=["umaze", "medium", "large"])
+    maze.add_argument("--dense", action="store_true", help="dense rewards (the -dense datasets)")
+    maze.add_argument("--steps", type=int, default=1_000_000, help="transitions per maze (Minari's: 1,000,000)")
+    maze.add_argument("--reference-episodes", type=int, default=100, help="episodes of each reference policy")
+    maze.add_argument("--seed", type=int, default=0)
     return root
 
 
@@ -40,11 +53,18 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local
-    levels = list(args.levels)
-    if args.replay and "medium-replay" not in levels:
+    levels = list(getattr(args, "levels", []))
+    if getattr(args, "replay", None) and "medium-replay" not in levels:
         levels.append("medium-replay")
     try:
-        lines = make_d4rl_style(args.root, args.tasks, levels, args.steps, args.replay, args.seed, args.jobs)
+        if args.command == "pointmaze":
+            from sb3_generative.data.pointmaze import make_pointmaze
+
+            lines = make_pointmaze(args.root, args.mazes, args.steps, args.dense, args.seed, args.reference_episodes)
+        else:
+            lines = make_d4rl_style(args.root, args.tasks, levels, args.steps, args.replay, args.seed, args.jobs)
+    except ImportError as error:
+        raise SystemExit(f"sb3-generative-data: {error}: pip install 'sb3_generative[maze]' for the mazes") from error
     except ValueError as error:
         raise SystemExit(f"sb3-generative-data: {error}") from error
     for line in lines:

@@ -1,0 +1,62 @@
+"""The PointMaze data command on a few hundred steps: the planner, the controller, the dataset's checks, and GMPO and
+GMPG trained on its Dict observations, evaluated on the single-goal maze."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gymnasium_robotics")
+
+from sb3_generative import GMPG, GMPO, load_offline_data
+from sb3_generative.data import pointmaze
+from sb3_generative.data.cli import main
+from tests.helpers import tiny
+
+
+def test_the_planner_gives_shortest_paths() -> None:
+    maze = pointmaze.EVAL_MAPS["umaze"]  # goal at (1, 1); the way round the wall is 6 moves from (3, 1)
+    step = pointmaze.next_cells(maze, (1, 1))
+    cell, moves = (3, 1), 0
+    while cell != (1, 1):
+        nxt = step[cell]
+        assert abs(nxt[0] - cell[0]) + abs(nxt[1] - cell[1]) == 1 and maze[nxt[0]][nxt[1]] != 1
+        cell, moves = nxt, moves + 1
+    assert moves == 6 and len(step) == sum(c != 1 for row in maze for c in row)
+
+
+def test_the_noise_free_controller_reaches_the_goal_and_stays() -> None:
+    env = pointmaze.make_env("medium", evaluation=True)
+    obs, _ = env.reset(seed=3)
+    controller = pointmaze.WaypointController(env.unwrapped.maze, np.random.default_rng(0), jitter=0.0)
+    rewards = []
+    for _ in range(pointmaze.EVAL_STEPS["medium"]):
+        obs, reward, *_ = env.step(np.clip(controller(obs), -1, 1).astype(np.float32))
+        rewards.append(reward)
+    assert sum(rewards) > 100 and rewards[-1] == 1.0  # at the goal, and still there at the end
+
+
+@pytest.fixture(scope="module")
+def maze_data(minari_root: str) -> str:
+    main(["pointmaze", "--root", minari_root, "--mazes", "umaze", "--steps", "600", "--reference-episodes", "3"])
+    return pointmaze.dataset_id("umaze")
+
+
+def test_the_dataset_holds_goal_reaching_episodes(maze_data: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    data = load_offline_data(maze_data)
+    assert len(data) == 600 and set(data.observation_space.spaces) == {"achieved_goal", "desired_goal", "observation"}
+    assert data.truncations.sum() >= 3 and not data.terminations.any()  # one episode per goal, none terminal
+    ends = data.episode_ends[:-1]  # each episode but the cut last one ends at its goal (sparse reward 1 there)
+    assert np.all(data.rewards[ends] == 1.0)
+    assert np.all(np.abs(data.actions) <= 1.0) and data.actions.std() > 0.3  # noisy, clipped
+    low, high = data.ref_min_score, data.ref_max_score
+    assert low is not None and high is not None and high > low
+    assert data.env_spec.kwargs["reset_target"] is False  # the evaluation maze: one goal
+
+
+@pytest.mark.parametrize("cls", [GMPO, GMPG])
+def test_gmpo_and_gmpg_learn_on_the_maze_data(cls, maze_data: str) -> None:  # type: ignore[no-untyped-def]
+    model = cls("MultiInputPolicy", None, dataset=maze_data, **tiny(cls)).learn(2)
+    env = model.get_env()
+    assert env.envs[0].spec.max_episode_steps == pointmaze.EVAL_STEPS["umaze"]
+    obs = env.reset()
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == (1, 2) and np.isfinite(model.normalized_score(0.0))
