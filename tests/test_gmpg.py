@@ -81,12 +81,13 @@ def test_chunks_add_up_to_the_whole_batch_gradient(pendulum_id: str, monkeypatch
     expected = [p.grad.clone() for p in model.actor.parameters()]
     offsets, policy_loss = iter(range(0, 32, 8)), model.policy_loss
 
-    def same_noise(part: th.Tensor, noise_: th.Tensor | None = None, kl_states: int | None = None) -> Any:
+    def same_noise(part: th.Tensor, noise_: th.Tensor | None = None, kl_states: int | None = None, **kwargs: Any) -> Any:
         start = next(offsets)
-        return policy_loss(part, noise[start : start + part.shape[0]], kl_states)
+        return policy_loss(part, noise[start : start + part.shape[0]], kl_states, **kwargs)
 
     monkeypatch.setattr(model, "policy_loss", same_noise)
-    monkeypatch.setattr(model.replay_buffer, "sample", lambda n: SimpleNamespace(observations=obs))
+    actions = th.zeros(obs.shape[0], model.actor.action_dim)
+    monkeypatch.setattr(model.replay_buffer, "sample", lambda n: SimpleNamespace(observations=obs, actions=actions))
     model.train(1, 32)
     for param, grad in zip(model.actor.parameters(), expected):
         assert th.allclose(param.grad, grad, atol=1e-6)
@@ -260,9 +261,9 @@ def test_chunks_share_the_kl_states(pendulum_id: str, monkeypatch: pytest.Monkey
     calls: list[tuple[int, int | None]] = []
     policy_loss = model.policy_loss
 
-    def spy(obs: th.Tensor, noise: th.Tensor | None = None, kl_states: int | None = None) -> Any:
+    def spy(obs: th.Tensor, noise: th.Tensor | None = None, kl_states: int | None = None, **kwargs: Any) -> Any:
         calls.append((obs.shape[0], kl_states))
-        return policy_loss(obs, noise, kl_states)
+        return policy_loss(obs, noise, kl_states, **kwargs)
 
     monkeypatch.setattr(model, "policy_loss", spy)
     model.learn(1)  # trains, gradients through both kinds of solve

@@ -119,9 +119,11 @@ def test_keyboard_interrupt_leaves_a_model_to_save_and_continue(pendulum_id: str
 
 
 @pytest.mark.parametrize("cls", [GMPO, GMPG])
-def test_resumption_is_exact(cls, pendulum_id: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """N steps, save, load, M more steps == N + M steps in one go: parameters and optimizer state, bit for bit."""
-    kwargs = dict(TINY, seed=7, bc_steps=10) if cls is GMPG else dict(TINY, seed=7)
+@pytest.mark.parametrize("beta", [1.0, "auto_2"])
+def test_resumption_is_exact(cls, beta, pendulum_id: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """N steps, save, load, M more steps == N + M steps in one go: parameters and optimizer state, bit for bit (with
+    beta="auto": log beta and its optimizer too)."""
+    kwargs = dict(TINY, seed=7, bc_steps=10, beta=beta) if cls is GMPG else dict(TINY, seed=7, beta=beta)
     straight = cls("GenerativePolicy", "Pendulum-v1", dataset=pendulum_id, **kwargs).learn(12)
     first = cls("GenerativePolicy", "Pendulum-v1", dataset=pendulum_id, **kwargs).learn(7)
     first.save(tmp_path / "half")
@@ -134,6 +136,9 @@ def test_resumption_is_exact(cls, pendulum_id: str, tmp_path) -> None:  # type: 
         assert flat_a.keys() == flat_b.keys()
         for key in flat_a:
             assert th.equal(flat_a[key], flat_b[key]), f"{name}: {key}"
+    if beta != 1.0:
+        assert "beta_optimizer" in straight.get_parameters() and th.equal(straight.log_beta, resumed.log_beta)
+        assert float(straight.beta_value) != 2.0  # it adapted
 
 
 def _flatten(tree, prefix: str = "") -> dict:  # type: ignore[no-untyped-def]

@@ -35,6 +35,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayB
 from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 
+from sb3_generative.common.adaptive_beta import make_log_beta, parse_beta
 from sb3_generative.common.buffers import OfflineReplayBuffer
 from sb3_generative.common.checks import check_bool, check_float, check_int, check_learning_rate
 from sb3_generative.common.compile import check_compile_option, compiled
@@ -224,6 +225,12 @@ class OfflineAlgorithm(BaseAlgorithm):
         self._create_aliases()
         self.set_torch_compile(getattr(self, "torch_compile", False))
         self._train_stats = {}
+        adaptive, initial = parse_beta(getattr(self, "beta", 1.0))
+        self.log_beta: th.Tensor | None = None
+        self.beta_optimizer: th.optim.Optimizer | None = None
+        if adaptive:  # beta="auto": a Lagrange multiplier on the algorithm's budget (common/adaptive_beta.py)
+            learning_rate = float(getattr(self, "beta_learning_rate", 1e-3))  # each algorithm's setting
+            self.log_beta, self.beta_optimizer = make_log_beta(initial, learning_rate, self.device)
         self._guard = FiniteGuard(self.policy, self._optimizers(), self._guarded_state, self._restore_guarded_state)
         # random-number states saved with the model, so that a loaded model continues exactly (see save())
         self.rng_state = th.get_rng_state()
@@ -253,20 +260,33 @@ class OfflineAlgorithm(BaseAlgorithm):
         return self._compiled[name] if getattr(self, "torch_compile", False) else eager
 
     def _optimizers(self) -> list[th.optim.Optimizer]:
-        """Every optimizer of the policy (saved with the model and rolled back by the guard)."""
-        return [self.policy.optimizer, self.critic.optimizer, self.policy.bc_optimizer]
+        """Every optimizer of the policy, and beta's when it adapts (saved with the model, rolled back by the guard)."""
+        beta = [self.beta_optimizer] if getattr(self, "beta_optimizer", None) is not None else []
+        return [self.policy.optimizer, self.critic.optimizer, self.policy.bc_optimizer, *beta]  # type: ignore[list-item]
+
+    @property
+    def beta_value(self) -> float | th.Tensor:
+        """The beta of the next update: the setting, or with ``beta="auto"`` the adapted value (a tensor on the
+        device, read without a host sync)."""
+        if getattr(self, "log_beta", None) is None:
+            return float(self.beta)  # type: ignore[attr-defined]
+        assert self.log_beta is not None
+        return self.log_beta.detach().exp()
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
         self.critic: IQLCritic = self.policy.critic
 
     def _excluded_save_params(self) -> list[str]:
-        excluded = ["actor", "critic", "_train_stats", "_guard", "_restore_rng_on_learn", "_pending_data", "_compiled"]
+        excluded = ["actor", "critic", "_train_stats", "_guard", "_restore_rng_on_learn", "_pending_data", "_compiled",
+                    "_health_indices"]  # fmt: skip
         return [*super()._excluded_save_params(), *excluded, "_pending_critic", "_warned_replay_buffer", "torch_compile"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         optimizers = ["policy.optimizer", "policy.critic.optimizer", "policy.bc_optimizer"]
-        return ["policy", *optimizers], ["rng_state", "sampler_rng_state"]
+        adaptive = getattr(self, "beta_optimizer", None) is not None  # as SAC saves log_ent_coef and its optimizer
+        beta_optimizer, log_beta = (["beta_optimizer"], ["log_beta"]) if adaptive else ([], [])
+        return ["policy", *optimizers, *beta_optimizer], ["rng_state", "sampler_rng_state", *log_beta]
 
     # ------------------------------------------------------------------------------------------------ guard state
     def _counters(self) -> tuple[str, ...]:
@@ -278,6 +298,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         state["torch_rng"] = th.get_rng_state()
         if self.replay_buffer is not None:
             state["sampler_rng"] = self.replay_buffer.generator.get_state()
+        if self.log_beta is not None:
+            state["log_beta"] = self.log_beta.detach().clone()
         return state
 
     def _restore_guarded_state(self, state: dict[str, Any]) -> None:
@@ -286,6 +308,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         th.set_rng_state(state["torch_rng"])
         if self.replay_buffer is not None and "sampler_rng" in state:
             self.replay_buffer.generator.set_state(state["sampler_rng"])
+        if self.log_beta is not None and "log_beta" in state:
+            self.log_beta.data.copy_(state["log_beta"])  # in place: its optimizer holds this tensor
 
     # ------------------------------------------------------------------------------------------------ save
     def save(
@@ -730,6 +754,12 @@ class OfflineAlgorithm(BaseAlgorithm):
         if watched:
             self._guard.watch(self.num_timesteps + 1, {key: stats[key] for key in watched})
 
+    def _check_health(self, train: dict[str, float]) -> None:
+        """Look at the policy phase's logged means since the last table (subclasses warn on what they can read).
+
+        :param train: the ``train/*`` means, by key without the prefix
+        """
+
     def dump_logs(self) -> None:
         """Write ``time/*`` and the ``train/*`` means since the last dump."""
         time_elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
@@ -737,8 +767,10 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.logger.record("time/fps", fps)
         self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        for key, value in means(self._train_stats).items():
+        train = means(self._train_stats)
+        for key, value in train.items():
             self.logger.record(f"train/{key}", value)
+        self._check_health(train)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/reward_scale", self.reward_scale)
         self.logger.dump(step=self.num_timesteps)
@@ -852,7 +884,11 @@ class OfflineAlgorithm(BaseAlgorithm):
         _, params, tensors = load_from_zip_file(path, device=model.device, load_data=False)
         model.set_parameters(params, exact_match=True, device=model.device)  # type: ignore[arg-type]
         for name, value in (tensors or {}).items():
-            setattr(model, name, value)
+            current = getattr(model, name, None)
+            if isinstance(current, th.Tensor) and current.requires_grad:  # log_beta: in place, its optimizer holds it
+                current.data.copy_(value)
+            else:
+                setattr(model, name, value)
         model._restore_described_state(state)
         if env is not None:
             model.set_env(env)

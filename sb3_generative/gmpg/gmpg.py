@@ -16,12 +16,14 @@ state inside the likelihood).
 """
 
 import math
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
+from sb3_generative.common.adaptive_beta import dual_step, parse_beta
 from sb3_generative.common.checks import check_bool, check_float, check_int
 from sb3_generative.common.model_files import ModelFileError
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
@@ -42,7 +44,13 @@ class GMPG(OfflineAlgorithm):
     :param learning_rate: policy-gradient learning rate (paper: 1e-6 to 1e-4 per task)
     :param dataset: a local Minari id, ``MinariDataset``, D4RL-format ``.hdf5``/``.npz`` path or dict of arrays
     :param batch_size: states per policy-gradient step (paper: 40960)
-    :param beta: weight of ``-Q`` against the KL term
+    :param beta: weight of ``-Q`` against the KL term; ``"auto"`` (or ``"auto_<initial>"``) adapts it so that
+        KL(pi || mu) stays at ``target_kl`` (``common/adaptive_beta.py``), as SAC's ``ent_coef="auto"``
+    :param target_kl: with ``beta="auto"``, the budget on KL(pi || mu) in bits for the whole action. Default 0.25:
+        on hopper-medium-expert, runs that stayed within 0.14 to 0.51 bits of mu ended above it, runs at 0.6 to 0.8
+        bits fell (``benchmarks/RESULTS.md``, "GMPG's learning rate")
+    :param beta_learning_rate: with ``beta="auto"``, the Adam learning rate of ``log beta`` (about the most it moves
+        per step: 1e-2 lets it move by a factor of 4 over the CPU recipe's 150 steps)
     :param bc_steps: flow-matching behaviour-cloning steps of mu before the critic
     :param bc_learning_rate: behaviour-cloning learning rate
     :param bc_batch_size: behaviour-cloning minibatch size (None: ``critic_batch_size`` or ``batch_size``)
@@ -119,7 +127,9 @@ class GMPG(OfflineAlgorithm):
         learning_rate: float | Schedule = 1e-4,
         dataset: Any = None,
         batch_size: int = 4096,
-        beta: float = 1.0,
+        beta: float | str = 1.0,
+        target_kl: float = 0.25,
+        beta_learning_rate: float = 1e-2,
         bc_steps: int = 200_000,
         bc_learning_rate: float = 1e-4,
         bc_batch_size: int | None = None,
@@ -156,7 +166,9 @@ class GMPG(OfflineAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        check_float("beta", beta, 0.0, low_open=False)
+        parse_beta(beta)
+        check_float("target_kl", target_kl, 0.0)
+        check_float("beta_learning_rate", beta_learning_rate, 0.0)
         check_int("chunk_size", chunk_size, allow_none=True)
         check_int("kl_batch_size", kl_batch_size, allow_none=True)
         check_float("grid_power", grid_power, 1.0, low_open=False)
@@ -166,7 +178,8 @@ class GMPG(OfflineAlgorithm):
         check_int("n_gradient_steps", n_gradient_steps)
         if gradient_solver not in FIXED_GRID_SOLVERS:
             raise ValueError(f"gradient_solver must be a fixed-grid solver {FIXED_GRID_SOLVERS}, got {gradient_solver!r}")
-        self.beta = beta
+        self.beta, self.target_kl, self.beta_learning_rate = beta, target_kl, beta_learning_rate
+        self._warned_health = False
         self.n_gradient_steps, self.gradient_solver = n_gradient_steps, gradient_solver
         self.divergence, self.gradient_method, self.chunk_size = divergence, gradient_method, chunk_size
         self.grid_jitter, self.grid_power, self.kl_batch_size = grid_jitter, grid_power, kl_batch_size
@@ -286,7 +299,11 @@ class GMPG(OfflineAlgorithm):
 
     # ------------------------------------------------------------------------------------------------ loss
     def policy_loss(
-        self, obs: th.Tensor, noise: th.Tensor | None = None, kl_states: int | None = None
+        self,
+        obs: th.Tensor,
+        noise: th.Tensor | None = None,
+        kl_states: int | None = None,
+        data_actions: th.Tensor | None = None,
     ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """GMPG's objective on a batch of states and its detached statistics.
 
@@ -297,6 +314,8 @@ class GMPG(OfflineAlgorithm):
         :param obs: normalised states (B, n)
         :param noise: initial noise (B, d); None draws N(0, I)
         :param kl_states: k, the number of first states with a KL estimate (None: ``kl_batch_size``, at most B)
+        :param data_actions: the dataset's actions at these states (B, d): adds ``advantage_over_data``, the critic's
+            mean of ``Q(s, a_pi) - Q(s, a_data)``, what the guard of :meth:`_check_health` reads
         :return: (loss, statistics)
         """
         k = self._kl_states(obs.shape[0]) if kl_states is None else min(max(1, kl_states), obs.shape[0])
@@ -311,7 +330,8 @@ class GMPG(OfflineAlgorithm):
         q_value = self.critic.q_value(obs, q_actions).squeeze(-1)
         bits = (self.actor.action_dim if self.kl_per_dimension else 1) * math.log(2.0)
         kl = (log_pi - log_mu) / bits  # one-sample KL(pi || mu) in bits (per dimension with kl_per_dimension)
-        loss = -(self.beta / self.effective_q_scale) * q_value.mean() + kl.mean()
+        beta = self.beta_value  # the setting, or the adapted value (beta="auto")
+        loss = -(beta / self.effective_q_scale) * q_value.mean() + kl.mean()
         stats = {
             "policy_loss": loss.detach(),
             "q": q_value.detach().mean(),
@@ -320,7 +340,11 @@ class GMPG(OfflineAlgorithm):
             "log_mu": log_mu.detach().mean(),
             # the critic was trained on actions in [-1, 1]; predict clamps there: pi's samples beyond it are off-data
             "outside_box_fraction": (actions.detach().abs() > 1.0).float().mean(),
+            "beta": th.as_tensor(beta, dtype=th.float32).detach(),
         }
+        if data_actions is not None:
+            with th.no_grad():
+                stats["advantage_over_data"] = (q_value.detach() - self.critic.q_value(obs, data_actions).squeeze(-1)).mean()
         return loss, stats
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
@@ -337,21 +361,61 @@ class GMPG(OfflineAlgorithm):
         chunk = self.chunk_size or batch_size
         kl_total = self._kl_states(batch_size)
         for _ in range(gradient_steps):
-            obs = self.policy.normalize_obs(buffer.sample(batch_size).observations)
+            batch = buffer.sample(batch_size)
+            obs = self.policy.normalize_obs(batch.observations)
             self.policy.optimizer.zero_grad(set_to_none=True)
             step_stats: dict[str, th.Tensor] = {}
-            for part in obs.split(chunk):
+            for part, part_actions in zip(obs.split(chunk), batch.actions.split(chunk)):
                 weight = part.shape[0] / batch_size
                 # each chunk estimates the KL on its share of the update's KL states; its mean is unbiased, so the
                 # chunks' weighted losses add up to an unbiased estimate of the whole batch's
-                loss, stats = self._region("policy_loss", self.policy_loss)(part, kl_states=round(kl_total * weight))
+                loss, stats = self._region("policy_loss", self.policy_loss)(
+                    part, kl_states=round(kl_total * weight), data_actions=part_actions
+                )
                 (loss * weight).backward()  # the chunks' gradients add up to the whole batch's
                 for key, value in stats.items():
                     step_stats[key] = step_stats[key] + weight * value if key in step_stats else weight * value
             step_stats["grad_norm"] = grad_norm(self.actor)
             self.policy.optimizer.step()
+            if self.log_beta is not None and self.beta_optimizer is not None:  # beta="auto": KL(pi || mu) to target_kl
+                kl_bits = th.as_tensor(self._kl_bits(step_stats["kl"]))
+                dual_step(self.log_beta, self.beta_optimizer, kl_bits, self.target_kl, True)
             self._record_train_stats(step_stats, watched=("policy_loss", "grad_norm"))
         self._n_updates += gradient_steps
+
+    def _kl_bits(self, kl: th.Tensor | float) -> th.Tensor | float:
+        """The logged KL (per action dimension with ``kl_per_dimension``) in bits for the whole action, the unit of
+        ``target_kl`` and of the guard's thresholds."""
+        return kl * (self.actor.action_dim if self.kl_per_dimension else 1)
+
+    #: pi this far from mu (bits, whole action) with the critic rating its actions no better than the data's: the
+    #: flat-Q failure (RESULTS.md: runs at 0.44 to 0.8 bits fell below mu while Q on pi's samples stayed flat)
+    FLAT_Q_KL = 0.5
+    #: KL this large with the critic rating pi's actions above the data's: the critic exploited (RESULTS.md: a gradient
+    #: spike took pi 3 to 6 bits from mu on halfcheetah-medium-expert and the score collapsed as Q rose)
+    EXPLOITED_KL = 2.0
+
+    def _check_health(self, train: dict[str, float]) -> None:
+        """Warn once when the logged means show one of GMPG's two measured failures (see ``FLAT_Q_KL`` and
+        ``EXPLOITED_KL``): pi far from mu for no gain the critic sees, or a gain with the KL
+        running away. Read at log intervals, from the means already brought to the host for the log."""
+        if self._warned_health or "kl" not in train or "advantage_over_data" not in train:
+            return
+        kl, gain = float(self._kl_bits(train["kl"])), train["advantage_over_data"]
+        if kl > self.EXPLOITED_KL and gain > 0.0:
+            problem = "the critic rates pi's actions above the data's while the KL runs away: it is likely exploited"
+        elif kl > self.FLAT_Q_KL and gain <= 0.0:
+            problem = "the critic rates pi's actions no better than the data's: its gradient is not leading to better actions"
+        else:
+            return
+        self._warned_health = True
+        warnings.warn(
+            f"GMPG at step {self.num_timesteps}: pi is {kl:.2f} bits from mu (train/kl) and "
+            f"Q(s, pi) - Q(s, a_data) = {gain:+.3g} (train/advantage_over_data); {problem}. The policy may end worse than "
+            f"behaviour cloning (mu): lower beta or the learning rate, or set beta='auto' with a small target_kl",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def _kl_states(self, batch_size: int) -> int:
         """How many of ``batch_size`` states get a KL estimate: ``kl_batch_size``, at most all of them."""

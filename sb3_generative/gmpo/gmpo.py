@@ -19,6 +19,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
+from sb3_generative.common.adaptive_beta import dual_step, parse_beta
 from sb3_generative.common.checks import check_float
 from sb3_generative.common.offline_algorithm import OfflineAlgorithm, grad_norm
 from sb3_generative.gmpo.policies import CnnPolicy, GenerativePolicy, MlpPolicy, MultiInputPolicy
@@ -37,7 +38,14 @@ class GMPO(OfflineAlgorithm):
     :param learning_rate: actor learning rate (paper: 1e-4)
     :param dataset: a local Minari id, ``MinariDataset``, D4RL-format ``.hdf5``/``.npz`` path or dict of arrays
     :param batch_size: policy minibatch size (paper: 4096)
-    :param beta: inverse temperature of the advantage weights ``exp(beta A)`` (finite, >= 0)
+    :param beta: inverse temperature of the advantage weights ``exp(beta A)`` (finite, >= 0); ``"auto"`` (or
+        ``"auto_<initial>"``) adapts it so that the weights' effective sample size stays at ``target_ess`` of the batch
+        (``common/adaptive_beta.py``), as SAC's ``ent_coef="auto"``
+    :param target_ess: with ``beta="auto"``, the budget on the effective sample size of the clamped weights, as a
+        share of the batch. Default 0.2: the CPU recipe's beta 3 left 23 to 89 effective samples of 256 (0.09 to
+        0.35), with the weighting informative and under 1% of the weights at the clamp (``benchmarks/RESULTS.md``,
+        "GMPO's effective sample size")
+    :param beta_learning_rate: with ``beta="auto"``, the Adam learning rate of ``log beta``
     :param weight_clamp: upper clamp of the weights (> 0)
     :param critic_steps: IQL steps before the policy phase
     :param critic_batch_size: IQL minibatch size (None: ``batch_size``)
@@ -81,8 +89,10 @@ class GMPO(OfflineAlgorithm):
         learning_rate: float | Schedule = 1e-4,
         dataset: Any = None,
         batch_size: int = 4096,
-        beta: float = 1.0,
+        beta: float | str = 1.0,
         weight_clamp: float = 100.0,
+        target_ess: float = 0.2,
+        beta_learning_rate: float = 1e-3,
         critic_steps: int = 200_000,
         critic_batch_size: int | None = None,
         critic_learning_rate: float = 3e-4,
@@ -108,9 +118,12 @@ class GMPO(OfflineAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        check_float("beta", beta, 0.0, low_open=False)
+        parse_beta(beta)
         check_float("weight_clamp", weight_clamp, 0.0)
+        check_float("target_ess", target_ess, 0.0, 1.0)
+        check_float("beta_learning_rate", beta_learning_rate, 0.0)
         self.beta, self.weight_clamp = beta, weight_clamp
+        self.target_ess, self.beta_learning_rate = target_ess, beta_learning_rate
         super().__init__(
             policy,
             env,
@@ -151,9 +164,10 @@ class GMPO(OfflineAlgorithm):
         :param actions: dataset actions in [-1, 1] (B, d)
         :return: (loss, statistics)
         """
+        beta = self.beta_value  # the setting, or the adapted value (beta="auto")
         with th.no_grad():
             advantage = self.critic.advantage(obs, actions)
-            weights = th.exp(self.beta * advantage)
+            weights = th.exp(beta * advantage)
             clamped = weights.clamp(max=self.weight_clamp)
         matching = self.actor.per_sample_loss(actions, obs)
         loss = (clamped * matching).mean()
@@ -167,8 +181,32 @@ class GMPO(OfflineAlgorithm):
             # Kish's effective sample size of the clamped weights, as a fraction of the batch: 1 for equal weights,
             # 1/B when one sample carries them all
             "weight_ess": clamped.sum() ** 2 / (clamped.square().sum() * clamped.numel()).clamp(min=1e-30),
+            "beta": th.as_tensor(beta, dtype=th.float32).detach(),
         }
         return loss, stats
+
+    #: dataset states on which the advantage of pi's actions over the data's is measured at each log
+    HEALTH_STATES = 256
+
+    @th.no_grad()
+    def _check_health(self, train: dict[str, float]) -> None:
+        """Log ``train/advantage_over_data``: the critic's mean of ``Q(s, a_pi) - Q(s, a_data)`` on a fixed set of
+        dataset states, pi's action being ``predict``'s (solved from zero noise). Measured at log intervals only (a
+        sampling solve), on states drawn once with a generator of their own, so training's random numbers are
+        untouched."""
+        buffer = self.replay_buffer
+        if buffer is None:
+            return
+        idx: th.Tensor | None = getattr(self, "_health_indices", None)
+        if idx is None or idx.device != buffer.device:
+            generator = th.Generator(device=buffer.device).manual_seed(0)
+            idx = th.randint(0, len(buffer), (self.HEALTH_STATES,), device=buffer.device, generator=generator)
+            self._health_indices = idx
+        obs = self.policy.normalize_obs(buffer.observations[idx])
+        noise = th.zeros(len(idx), self.actor.action_dim, device=obs.device)
+        actions = self.actor.sample(obs, noise).clamp(-1.0, 1.0)
+        gain = (self.critic.q_value(obs, actions) - self.critic.q_value(obs, buffer.actions[idx])).mean()
+        self.logger.record("train/advantage_over_data", float(gain))
 
     def _compile_regions(self) -> dict[str, Any]:
         return {**super()._compile_regions(), "policy_loss": self.policy_loss}
@@ -189,6 +227,8 @@ class GMPO(OfflineAlgorithm):
             loss.backward()
             stats["grad_norm"] = grad_norm(self.actor)
             self.policy.optimizer.step()
+            if self.log_beta is not None and self.beta_optimizer is not None:  # beta="auto": ESS to target_ess
+                dual_step(self.log_beta, self.beta_optimizer, stats["weight_ess"], self.target_ess, False)
             self._record_train_stats(stats, watched=("policy_loss", "grad_norm"))
         self._n_updates += gradient_steps
 
