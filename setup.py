@@ -56,6 +56,9 @@ setup(
             "pandas<3",  # rliable 1.2 pins arch<8, whose import fails with pandas 3
             "ray>=2.9",
             "gymnasium-robotics>=1.4",
+            "sphinx>=7",
+            "sphinx-rtd-theme>=2",
+            "myst-parser>=3",
         ],
         "zoo": ["rl_zoo3>=2.7", "optuna>=3.0", "requests", "pandas"],
         # export.py: ONNX programs run by onnxruntime
@@ -66,6 +69,8 @@ setup(
         "cluster": ["ray>=2.9"],
         # sb3-generative-data pointmaze: Gymnasium-Robotics' PointMaze (installs beside gymnasium 1.4 and mujoco 4)
         "maze": ["gymnasium-robotics>=1.4"],
+        # the documentation site (docs/): python -m sphinx -W -b html docs docs/_build
+        "docs": ["sphinx>=7", "sphinx-rtd-theme>=2", "myst-parser>=3"],
         # RL Zoo's plot scripts (rl_zoo3.plots.*) import seaborn and pandas
         "plots": ["matplotlib", "seaborn", "pandas"],
     },

@@ -212,7 +212,7 @@ def run_onnx(path: PathLike, observation: np.ndarray | dict[str, np.ndarray], no
     """Run an exported ONNX program with onnxruntime (no torch needed by the program itself).
 
     :param path: the ``.onnx`` file
-    :param observation: (batch, *observation_shape) observations, or a dict of them by key (a Dict space)
+    :param observation: ``(batch, *observation_shape)`` observations, or a dict of them by key (a Dict space)
     :param noise: (batch, action_dim) initial noise, for a program exported with ``deterministic=False``
     :return: the actions
     """

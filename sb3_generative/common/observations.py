@@ -41,7 +41,8 @@ class ObservationLayout:
         return isinstance(self.space, spaces.Dict)
 
     def flatten(self, observations: Any, name: str = "observations") -> np.ndarray:
-        """A batch of observations (an array of shape (N, *shape), or a dict of such arrays) as (N, flat_dim) float32.
+        """A batch of observations (an array of shape ``(N, *shape)``, or a dict of such arrays) as ``(N, flat_dim)``
+        float32.
 
         :param observations: the batch
         :param name: how errors name it
@@ -75,7 +76,7 @@ class ObservationLayout:
         return th.cat([part.reshape(part.shape[0], -1).float() for part in parts], dim=1)
 
     def unflatten(self, flat: th.Tensor) -> th.Tensor | dict[str, th.Tensor]:
-        """Flat rows (B, flat_dim) as the space's structure: a tensor (B, *shape) or a dict of them."""
+        """Flat rows ``(B, flat_dim)`` as the space's structure: a tensor ``(B, *shape)`` or a dict of them."""
         pieces = flat.split(self.sizes, dim=1)
         shaped = [piece.reshape(flat.shape[0], *shape) for piece, shape in zip(pieces, self.shapes)]
         if not self.is_dict:
