@@ -105,3 +105,24 @@ def test_import_keeps_torch_settings() -> None:
     th.set_float32_matmul_precision("highest")
     IQLCritic(5, 2)
     assert th.get_float32_matmul_precision() == "highest"
+
+
+def test_a_critic_with_layer_normalisation_trains_saves_and_is_told_apart(pendulum_id: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``critic_layer_norm=True`` (ReBRAC's ingredient) puts a LayerNorm after each hidden layer of Q and V; the model
+    trains, loads safely, and a critic without it is refused by a model with it."""
+    from torch import nn
+
+    from sb3_generative import GMPO
+    from tests.helpers import TINY_POLICY, make_model
+
+    model = make_model(GMPO, pendulum_id, policy_kwargs={**TINY_POLICY, "critic_layer_norm": True}).learn(2)
+    norms = [m for m in model.critic.modules() if isinstance(m, nn.LayerNorm)]
+    assert len(norms) == 2 * (2 + 2 + 1)  # two hidden layers in each of two Q heads, their two targets, and V
+    model.save(tmp_path / "ln")
+    loaded = GMPO.load(tmp_path / "ln", safe=True)
+    assert loaded.policy.critic_layer_norm and any(isinstance(m, nn.LayerNorm) for m in loaded.critic.modules())
+    plain = make_model(GMPO, pendulum_id)
+    with pytest.raises(ValueError, match="does not fit this model"):
+        make_model(GMPO, pendulum_id, policy_kwargs={**TINY_POLICY, "critic_layer_norm": True}, critic=plain)
+    with pytest.raises(ValueError, match="critic_layer_norm must be True or False"):
+        make_model(GMPO, pendulum_id, policy_kwargs={**TINY_POLICY, "critic_layer_norm": 1})

@@ -54,6 +54,7 @@ class GenerativeActorPolicy(BasePolicy):
     :param n_sampling_steps: solver steps when acting (reference: 31 Euler steps)
     :param solver: "euler", "midpoint", "rk4" or a torchdiffeq adaptive method
     :param critic_net_arch: hidden widths of the Q and V networks
+    :param critic_layer_norm: layer normalisation in the critic's hidden layers (ReBRAC's ingredient)
     :param n_critics: size of the Q ensemble
     :param critic_learning_rate: learning rate of the critic's optimizer (Q and V together, as in d3rlpy)
     :param bc_learning_rate: learning rate of the actor's behaviour cloning (its own optimizer, ``bc_optimizer``)
@@ -85,6 +86,7 @@ class GenerativeActorPolicy(BasePolicy):
         solver: str = "euler",
         critic_net_arch: list[int] | None = None,
         n_critics: int = 2,
+        critic_layer_norm: bool = False,
         critic_learning_rate: float = 3e-4,
         bc_learning_rate: float = 1e-4,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
@@ -112,6 +114,9 @@ class GenerativeActorPolicy(BasePolicy):
         self.time_embed_dim, self.cond_embed_dim, self.emb_dim = time_embed_dim, cond_embed_dim, emb_dim
         self.n_sampling_steps, self.solver = n_sampling_steps, solver
         self.n_critics, self.critic_learning_rate = n_critics, critic_learning_rate
+        if not isinstance(critic_layer_norm, bool):
+            raise ValueError(f"critic_layer_norm must be True or False, got {critic_layer_norm!r}")
+        self.critic_layer_norm = critic_layer_norm
         self.bc_learning_rate = bc_learning_rate
         self.obs_dim = self.layout.flat_dim  # numbers in a stored (flat) observation
         self.action_dim = int(np.prod(action_space.shape))  # type: ignore[arg-type]
@@ -168,6 +173,7 @@ class GenerativeActorPolicy(BasePolicy):
             self.n_critics,
             encoder=critic_encoder,
             train_encoder=not self.share_features_extractor,
+            layer_norm=self.critic_layer_norm,
         )
         self.optimizer = self.make_optimizer(self.actor.parameters(), lr_schedule(1))
         # one optimizer for Q and V on q_loss + v_loss, as d3rlpy's IQL (SAC also hangs it on its critic)
@@ -194,6 +200,7 @@ class GenerativeActorPolicy(BasePolicy):
                 **self._actor_architecture(),
                 critic_net_arch=self.critic_net_arch,
                 n_critics=self.n_critics,
+                critic_layer_norm=self.critic_layer_norm,
                 critic_learning_rate=self.critic_learning_rate,
                 bc_learning_rate=self.bc_learning_rate,
                 optimizer_class=self.optimizer_class,
@@ -270,6 +277,8 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any] | None) -> None:
     for name in ("time_embed_dim", "cond_embed_dim", "emb_dim", "n_critics"):
         if name in kwargs:
             check_int(name, kwargs[name])
+    if not isinstance(kwargs.get("critic_layer_norm", False), bool):
+        raise ValueError(f"critic_layer_norm must be True or False, got {kwargs['critic_layer_norm']!r}")
     if kwargs.get("time_embed_dim", 2) % 2:
         raise ValueError(f"time_embed_dim must be even (sine and cosine features), got {kwargs['time_embed_dim']}")
 

@@ -51,6 +51,8 @@ class IQLCritic(nn.Module):
     :param encoder: a module mapping the states given to every call to ``obs_dim`` features (a features extractor);
         None: the states are the features. Q, its target and V all see the online encoder's features (the target
         follows Q's layers only), computed once per batch
+    :param layer_norm: layer normalisation after each hidden layer of Q and V (ReBRAC's ingredient against
+        over-estimating actions off the data; d3rlpy's ``use_layer_norm``)
     :param train_encoder: whether the critic's loss trains the encoder (False for one shared with the actor, which
         trains it: SB3's ``share_features_extractor``; its features are then computed without gradient here)
     """
@@ -66,6 +68,7 @@ class IQLCritic(nn.Module):
         n_critics: int = 2,
         encoder: nn.Module | None = None,
         train_encoder: bool = True,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         self.train_encoder = train_encoder
@@ -82,7 +85,7 @@ class IQLCritic(nn.Module):
             raise ValueError(f"critic_net_arch needs at least one positive width, got {list(net_arch)!r}")
         if isinstance(n_critics, bool) or not isinstance(n_critics, int) or n_critics < 1:
             raise ValueError(f"n_critics must be a positive integer, got {n_critics!r}")
-        encoder = VectorEncoderFactory(hidden_units=[int(h) for h in net_arch])
+        encoder = VectorEncoderFactory(hidden_units=[int(h) for h in net_arch], use_layer_norm=bool(layer_norm))
         q_kwargs: dict[str, Any] = dict(
             encoder_factory=encoder,
             q_func_factory=MeanQFunctionFactory(),
