@@ -46,6 +46,8 @@ DATASETS = [f"{task}-{level}" for task in ("halfcheetah", "hopper", "walker2d") 
             ("medium", "medium-replay", "medium-expert")]  # fmt: skip
 #: the datasets ``sb3-generative-data d4rl-style --replay`` can make (no walker2d medium-replay recording exists)
 LOCAL_DATASETS = [d for d in DATASETS if d != "walker2d-medium-replay"]
+#: ``sb3-generative-data pointmaze``'s sparse-reward mazes (the CPU preset has entries for them; opt in by name)
+MAZE_DATASETS = [f"pointmaze-{maze}" for maze in ("umaze", "medium", "large")]
 MODELS = ["vpsde", "gvp", "icfm"]
 EVAL_FIELDS = ["step", "wall_s", "return_mean", "return_std", "score_mean", "score_std"]
 IQL, BC, REBRAC = "iql-d3rlpy", "bc-d3rlpy", "rebrac-d3rlpy"
@@ -425,7 +427,7 @@ def d3rlpy_config(job: Job, total: int, reward_scale: float) -> Any:
             expectile=0.7, reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(reward_scale),
             actor_optim_factory=d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=schedule),
         )  # fmt: skip
-    actor_beta, critic_beta = REBRAC_BETAS[job.dataset]
+    actor_beta, critic_beta = REBRAC_BETAS.get(job.dataset, (0.01, 0.01))  # the script's default off its table
     return d3rlpy.algos.ReBRACConfig(
         actor_learning_rate=1e-3, critic_learning_rate=1e-3, batch_size=256, gamma=0.99,
         actor_encoder_factory=d3rlpy.models.VectorEncoderFactory([256, 256, 256]),
@@ -443,7 +445,10 @@ def train_baseline(job: Job, args: argparse.Namespace) -> None:
     from sb3_generative.common.datasets import load_offline_data, locomotion_reward_scale, normalized_score
 
     total = baseline_steps(job, args)
-    data = load_offline_data(hyperparameters("gmpo", job.dataset, 1.0, {}, args.preset)["dataset"])
+    params = hyperparameters("gmpo", job.dataset, 1.0, {}, args.preset)
+    data = load_offline_data(params["dataset"])
+    # the YAML's reward scaling (the mazes' sparse goal reward is left as it is)
+    reward_scale = locomotion_reward_scale(data) if params.get("normalize_reward", True) else 1.0
     folder = job.folder(args.out)
     state_path = os.path.join(folder, "checkpoint.json")  # names the last complete checkpoint and its step
     d3rlpy.seed(job.seed)
@@ -453,11 +458,11 @@ def train_baseline(job: Job, args: argparse.Namespace) -> None:
         algo = d3rlpy.load_learnable(os.path.join(folder, state["file"]), device=d3rlpy_device(args.device))
         done = state["step"]
     else:
-        algo = d3rlpy_config(job, total, locomotion_reward_scale(data)).create(device=d3rlpy_device(args.device))
+        algo = d3rlpy_config(job, total, reward_scale).create(device=d3rlpy_device(args.device))
         done = 0
     recorder = Recorder(job, args.out, args.eval_episodes, lambda r: normalized_score(r, data))
     recorder.truncate(done)
-    mdp, policy = mdp_dataset(data), D3rlpyPolicy(algo)
+    mdp, policy = mdp_dataset(data), D3rlpyPolicy(algo, data.observation_space)
     for point in [s for s in evaluation_steps(total, args.evals, args.eval_freq) if s > done]:
         algo.fit(mdp, n_steps=point - done, n_steps_per_epoch=point - done, show_progress=False,
                  logger_adapter=d3rlpy.logging.NoopAdapterFactory())  # fmt: skip
@@ -502,13 +507,19 @@ def mdp_dataset(data: Any) -> Any:
 
 
 class D3rlpyPolicy:
-    """SB3's ``predict`` over a d3rlpy algorithm (its greedy actions), for ``evaluate_policy``."""
+    """SB3's ``predict`` over a d3rlpy algorithm (its greedy actions), for ``evaluate_policy``; a Dict observation is
+    flattened into the rows d3rlpy was trained on (``mdp_dataset``)."""
 
-    def __init__(self, algo: Any) -> None:
+    def __init__(self, algo: Any, observation_space: Any = None) -> None:
+        from sb3_generative.common.observations import ObservationLayout
+
         self.algo = algo
+        self.layout = None if observation_space is None else ObservationLayout(observation_space)
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:  # fmt: skip
+        if self.layout is not None and self.layout.is_dict:
+            return self.algo.predict(self.layout.flatten(observation)), None
         return self.algo.predict(np.asarray(observation, dtype=np.float32)), None
 
 
@@ -968,7 +979,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="paper: the paper's per-task values; cpu: one recipe for a 2-core CPU")  # fmt: skip
     parser.add_argument("--models", nargs="+", default=None, choices=MODELS,
                         help="generative models to run (default: the paper preset all three, cpu its YAML's)")  # fmt: skip
-    parser.add_argument("--datasets", nargs="+", default=None, choices=DATASETS,
+    parser.add_argument("--datasets", nargs="+", default=None, choices=DATASETS + MAZE_DATASETS,
                         help="default: all nine (paper), the eight that can be made locally (cpu)")  # fmt: skip
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES),
                         help="d3rlpy's baselines beside the policies (default: all three)")  # fmt: skip

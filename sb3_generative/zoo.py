@@ -19,6 +19,7 @@ work; ``n_timesteps``, ``--eval-freq``, ``--save-freq`` and ``-n`` count gradien
 training episodes, which an offline algorithm never plays.
 """
 
+import importlib.util
 import os
 import sys
 from typing import Any
@@ -76,7 +77,8 @@ D4RL_STYLE_LEVELS = ("medium", "medium-replay", "medium-expert", "expert")
 
 def register_d4rl_style_envs() -> None:
     """Gymnasium ids ``D4RLStyle/<task>-<level>-v0``, one per D4RL-style dataset (as D4RL named its envs), so a Zoo
-    YAML can hold one entry per dataset; each makes the task's v4 environment with a 1000-step limit."""
+    YAML can hold one entry per dataset; each makes the task's v4 environment with a 1000-step limit. With the maze
+    extra, ``D4RLStyle/pointmaze-<maze>[-dense]-v0`` make each PointMaze dataset's single-goal evaluation maze."""
     import gymnasium as gym
 
     for task, entry_point in D4RL_STYLE_TASKS.items():
@@ -84,6 +86,16 @@ def register_d4rl_style_envs() -> None:
             env_id = f"D4RLStyle/{task}-{level}-v0"
             if env_id not in gym.registry:
                 gym.register(id=env_id, entry_point=entry_point, max_episode_steps=1000)
+    if importlib.util.find_spec("gymnasium_robotics") is None:
+        return  # the mazes need the maze extra
+    from sb3_generative.data.pointmaze import EVAL_STEPS
+
+    for maze, steps in EVAL_STEPS.items():
+        for dense in (False, True):
+            env_id = f"D4RLStyle/pointmaze-{maze}{'-dense' if dense else ''}-v0"
+            if env_id not in gym.registry:  # the dataset's single-goal evaluation maze
+                gym.register(id=env_id, entry_point="sb3_generative.data.pointmaze:make_eval_env",
+                             kwargs={"maze": maze, "dense": dense}, max_episode_steps=steps)  # fmt: skip
 
 
 def _sampled_params(sampled_params: dict[str, Any]) -> dict[str, Any]:

@@ -60,3 +60,18 @@ def test_gmpo_and_gmpg_learn_on_the_maze_data(cls, maze_data: str) -> None:  # t
     obs = env.reset()
     action, _ = model.predict(obs, deterministic=True)
     assert action.shape == (1, 2) and np.isfinite(model.normalized_score(0.0))
+
+
+def test_the_score_table_runs_every_column_on_a_maze(maze_data: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """scores.py on the maze (the CPU preset's maze entry: MultiInputPolicy, the goal reward unscaled): GMPO, GMPG,
+    mu, BC, IQL and ReBRAC, evaluated on the single-goal maze, d3rlpy's columns on flattened Dict observations."""
+    from tests.test_benchmarks import TINY_SETTINGS, load_scores, read_rows
+
+    scores = load_scores()
+    out = str(tmp_path / "maze")
+    scores.main(["--preset", "cpu", "--datasets", "pointmaze-umaze", "--seeds", "0", "--out", out, *TINY_SETTINGS])
+    rows = read_rows(f"{out}/scores.csv")
+    assert {r["method"] for r in rows} == {"gmpo-gvp", "gmpg-gvp", "mu-gvp", "bc-d3rlpy", "iql-d3rlpy", "rebrac-d3rlpy"}
+    assert all(r["finished"] == "True" and np.isfinite(float(r["score_mean"])) for r in rows)
+    params = scores.hyperparameters("gmpo", "pointmaze-umaze", 1.0, {}, "cpu")
+    assert params["policy"] == "MultiInputPolicy" and params["normalize_reward"] is False

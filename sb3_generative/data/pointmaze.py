@@ -98,6 +98,16 @@ def make_env(maze: str, dense: bool = False, evaluation: bool = False, **kwargs:
     return gym.make(env_id(maze, dense), continuing_task=True, reset_target=True, max_episode_steps=10**9, **kwargs)
 
 
+def make_eval_env(maze: str, dense: bool = False) -> Any:
+    """The evaluation maze without its time limit, as a Gymnasium entry point (``D4RLStyle/pointmaze-<maze>-v0``
+    adds the limit, ``EVAL_STEPS``).
+
+    :param maze: "umaze", "medium" or "large"
+    :param dense: dense rewards
+    """
+    return make_env(maze, dense, evaluation=True).unwrapped
+
+
 def next_cells(maze_map: list[list[Any]], goal: tuple[int, int]) -> dict[tuple[int, int], tuple[int, int]]:
     """For every free cell, the next cell of a shortest path to ``goal`` (breadth-first search from the goal over
     the four unit moves; the goal maps to itself).
