@@ -75,3 +75,24 @@ def test_the_score_table_runs_every_column_on_a_maze(maze_data: str, tmp_path) -
     assert all(r["finished"] == "True" and np.isfinite(float(r["score_mean"])) for r in rows)
     params = scores.hyperparameters("gmpo", "pointmaze-umaze", 1.0, {}, "cpu")
     assert params["policy"] == "MultiInputPolicy" and params["normalize_reward"] is False
+
+
+def test_random_ties_take_both_equally_short_routes() -> None:
+    """The medium maze has loops, so some cells have two equally short routes to a goal: with random ties the planner
+    takes each in some draws (and every route stays a shortest one), without them always the same."""
+    maze, goal = pointmaze.EVAL_MAPS["medium"], (4, 4)
+
+    def moves(plan: dict, cell: tuple) -> int:  # type: ignore[type-arg]
+        count = 0
+        while cell != goal:
+            cell, count = plan[cell], count + 1
+        return count
+
+    fixed = pointmaze.next_cells(maze, goal)
+    assert all(pointmaze.next_cells(maze, goal) == fixed for _ in range(3))
+    rng = np.random.default_rng(0)
+    plans = [pointmaze.next_cells(maze, goal, rng) for _ in range(40)]
+    tied = [cell for cell in fixed if len({plan[cell] for plan in plans}) > 1]
+    assert tied, "no cell of the medium maze has two equally short routes to the goal"
+    for plan in plans:
+        assert all(moves(plan, cell) == moves(fixed, cell) for cell in fixed)

@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
     maze.add_argument("--root", required=True, help="Minari datasets folder; use it as MINARI_DATASETS_PATH")
     maze.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"], choices=["umaze", "medium", "large"])
     maze.add_argument("--dense", action="store_true", help="dense rewards (the -dense datasets)")
+    ties = "equally short routes at random per goal (the -ties datasets: both ways round the loops)"
+    maze.add_argument("--random-ties", action="store_true", help=ties)
     maze.add_argument("--steps", type=int, default=1_000_000, help="transitions per maze (Minari's: 1,000,000)")
     maze.add_argument("--reference-episodes", type=int, default=100, help="episodes of each reference policy")
     maze.add_argument("--seed", type=int, default=0)
@@ -60,7 +62,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "pointmaze":
             from sb3_generative.data.pointmaze import make_pointmaze
 
-            lines = make_pointmaze(args.root, args.mazes, args.steps, args.dense, args.seed, args.reference_episodes)
+            lines = make_pointmaze(
+                args.root, args.mazes, args.steps, args.dense, args.seed, args.reference_episodes, args.random_ties
+            )
         else:
             lines = make_d4rl_style(args.root, args.tasks, levels, args.steps, args.replay, args.seed, args.jobs)
     except ImportError as error:

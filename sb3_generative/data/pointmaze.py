@@ -66,9 +66,9 @@ def env_id(maze: str, dense: bool = False) -> str:
     return MAZES[maze].replace("-v3", "Dense-v3") if dense else MAZES[maze]
 
 
-def dataset_id(maze: str, dense: bool = False) -> str:
-    """``d4rl-style/pointmaze/<maze>[-dense]-v0``."""
-    return f"d4rl-style/pointmaze/{maze}{'-dense' if dense else ''}-v0"
+def dataset_id(maze: str, dense: bool = False, random_ties: bool = False) -> str:
+    """``d4rl-style/pointmaze/<maze>[-dense][-ties]-v0``."""
+    return f"d4rl-style/pointmaze/{maze}{'-dense' if dense else ''}{'-ties' if random_ties else ''}-v0"
 
 
 def register_maze_envs() -> None:
@@ -108,23 +108,36 @@ def make_eval_env(maze: str, dense: bool = False) -> Any:
     return make_env(maze, dense, evaluation=True).unwrapped
 
 
-def next_cells(maze_map: list[list[Any]], goal: tuple[int, int]) -> dict[tuple[int, int], tuple[int, int]]:
-    """For every free cell, the next cell of a shortest path to ``goal`` (breadth-first search from the goal over
+MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def next_cells(
+    maze_map: list[list[Any]], goal: tuple[int, int], rng: np.random.Generator | None = None
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """For every free cell, the next cell of a shortest path to ``goal`` (breadth-first distances from the goal over
     the four unit moves; the goal maps to itself).
 
     :param maze_map: rows of 1 (wall) and anything else (free)
     :param goal: (row, column) of the goal cell
+    :param rng: None: where two neighbours are equally close to the goal, the first in ``MOVES`` order (one fixed
+        route, as the Minari authors' Q-iteration planner takes its argmax); a generator: one of them at random, so
+        that data recorded over many goals goes both ways round a loop of the maze
     """
-    step: dict[tuple[int, int], tuple[int, int]] = {goal: goal}
+    distance = {goal: 0}
     queue = collections.deque([goal])
     while queue:
         row, col = queue.popleft()
-        for d_row, d_col in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        for d_row, d_col in MOVES:
             cell = (row + d_row, col + d_col)
             inside = 0 <= cell[0] < len(maze_map) and 0 <= cell[1] < len(maze_map[0])
-            if inside and maze_map[cell[0]][cell[1]] != 1 and cell not in step:
-                step[cell] = (row, col)
+            if inside and maze_map[cell[0]][cell[1]] != 1 and cell not in distance:
+                distance[cell] = distance[(row, col)] + 1
                 queue.append(cell)
+    step = {goal: goal}
+    for (row, col), d in distance.items():
+        if d:
+            closer = [(row + dr, col + dc) for dr, dc in MOVES if distance.get((row + dr, col + dc)) == d - 1]
+            step[(row, col)] = closer[int(rng.integers(len(closer)))] if rng is not None and len(closer) > 1 else closer[0]
     return step
 
 
@@ -135,10 +148,19 @@ class WaypointController:
     :param rng: random generator of the waypoint jitter
     :param jitter: the largest waypoint offset in x and y (0: the cell centres)
     :param threshold: how close to a waypoint counts as there
+    :param random_ties: break ties between equally short routes at random, once per goal (``next_cells``)
     """
 
-    def __init__(self, maze: Any, rng: np.random.Generator, jitter: float = WAYPOINT_JITTER, threshold: float = 0.1) -> None:
+    def __init__(
+        self,
+        maze: Any,
+        rng: np.random.Generator,
+        jitter: float = WAYPOINT_JITTER,
+        threshold: float = 0.1,
+        random_ties: bool = False,
+    ) -> None:
         self.maze, self.rng, self.jitter, self.threshold = maze, rng, jitter, threshold
+        self.random_ties = random_ties
         self.goal_xy: np.ndarray | None = None
         self.plan: dict[tuple[int, int], tuple[int, int]] = {}
         self.target_cell: tuple[int, int] = (0, 0)
@@ -163,7 +185,7 @@ class WaypointController:
         goal_cell = self._cell(goal)
         if self.goal_xy is None or np.linalg.norm(self.goal_xy - goal) > 1e-3:  # a new goal: plan again
             self.goal_xy = np.array(goal, dtype=np.float64)
-            self.plan = next_cells(self.maze.maze_map, goal_cell)
+            self.plan = next_cells(self.maze.maze_map, goal_cell, self.rng if self.random_ties else None)
             here = self._cell(position)
             self._aim(self.plan.get(here, goal_cell), goal_cell)
         if self.target_cell != goal_cell and np.linalg.norm(self.target_xy - position) <= self.threshold:
@@ -181,17 +203,18 @@ class MazeData:
     free_cells: int
 
 
-def record(maze: str, steps: int, seed: int, dense: bool = False) -> MazeData:
+def record(maze: str, steps: int, seed: int, dense: bool = False, random_ties: bool = False) -> MazeData:
     """Roll the noisy controller out for ``steps`` transitions, one episode per goal reached.
 
     :param maze: "umaze", "medium" or "large"
     :param steps: transitions to record
     :param seed: seed of the env, the action noise and the waypoint jitter
     :param dense: dense rewards
+    :param random_ties: equally short routes chosen at random per goal (data that goes both ways round a loop)
     """
     env = make_env(maze, dense)
     rng = np.random.default_rng(seed)
-    controller = WaypointController(env.unwrapped.maze, rng)
+    controller = WaypointController(env.unwrapped.maze, rng, random_ties=random_ties)
     obs, _ = env.reset(seed=seed)
     episodes: list[Any] = []
     goals: set[tuple[int, int]] = set()
@@ -257,14 +280,16 @@ def reference_returns(maze: str, dense: bool = False, episodes: int = 100, seed:
     return means[0], means[1]
 
 
-def write_dataset(maze: str, data: MazeData, dense: bool, references: tuple[float, float], steps: int) -> str:
-    """Write ``d4rl-style/pointmaze/<maze>[-dense]-v0`` (replacing an older one) and say what it holds.
+def write_dataset(
+    maze: str, data: MazeData, dense: bool, references: tuple[float, float], steps: int, random_ties: bool = False
+) -> str:
+    """Write ``d4rl-style/pointmaze/<maze>[-dense][-ties]-v0`` (replacing an older one) and say what it holds.
 
     :return: a one-line summary with the checks: episodes, success share, episode lengths, goal coverage
     """
     import minari
 
-    name = dataset_id(maze, dense)
+    name = dataset_id(maze, dense, random_ties)
     if name in minari.list_local_datasets():
         minari.delete_dataset(name)
     spec, eval_spec = make_env(maze, dense).spec, make_env(maze, dense, evaluation=True).spec
@@ -280,7 +305,8 @@ def write_dataset(maze: str, data: MazeData, dense: bool, references: tuple[floa
         ref_min_score=references[0],
         ref_max_score=references[1],
         description=f"D4RL-style PointMaze {maze}{' dense' if dense else ''}: {steps} steps of a noisy PD controller "
-        "following shortest paths on the grid, a new goal whenever one is reached, one episode per goal.",
+        "following shortest paths on the grid, a new goal whenever one is reached, one episode per goal"
+        + (", equally short routes chosen at random." if random_ties else "."),
     )
     lengths = [len(episode.actions) for episode in data.episodes]
     return (
@@ -291,7 +317,7 @@ def write_dataset(maze: str, data: MazeData, dense: bool, references: tuple[floa
 
 
 def make_pointmaze(root: str, mazes: list[str], steps: int, dense: bool = False, seed: int = 0,
-                   reference_episodes: int = 100) -> list[str]:  # fmt: skip
+                   reference_episodes: int = 100, random_ties: bool = False) -> list[str]:  # fmt: skip
     """Write the PointMaze datasets into ``root`` (also set as ``MINARI_DATASETS_PATH``).
 
     :param root: Minari datasets folder
@@ -300,6 +326,8 @@ def make_pointmaze(root: str, mazes: list[str], steps: int, dense: bool = False,
     :param dense: dense rewards (the ``-dense`` ids)
     :param seed: seed of the recording
     :param reference_episodes: episodes of each reference policy
+    :param random_ties: break ties between equally short routes at random (the ``-ties`` datasets: the data goes both
+        ways round the maze's loops, a multimodal behaviour)
     :return: a summary line per dataset
     """
     import os
@@ -313,6 +341,7 @@ def make_pointmaze(root: str, mazes: list[str], steps: int, dense: bool = False,
     os.environ["MINARI_DATASETS_PATH"] = os.path.abspath(root)
     lines = []
     for maze in mazes:
-        data = record(maze, steps, seed, dense)
-        lines.append(write_dataset(maze, data, dense, reference_returns(maze, dense, reference_episodes, seed), steps))
+        data = record(maze, steps, seed, dense, random_ties)
+        references = reference_returns(maze, dense, reference_episodes, seed)
+        lines.append(write_dataset(maze, data, dense, references, steps, random_ties))
     return lines
