@@ -170,8 +170,10 @@ def test_every_packaged_entry_parses_and_builds(algo: str, preset: str) -> None:
     register_d4rl_style_envs()
     with open(os.path.join(PRESETS[preset], f"{algo}.yml")) as file:
         entries = yaml.load(file, Loader=yaml.UnsafeLoader)  # RL Zoo's own loader (YAML anchors, !!float)
-    # the paper's nine datasets; the CPU recipe's eight that can be made locally (no walker2d medium-replay)
-    assert "default" in entries and len(entries) == (10 if preset == "paper" else 9)
+    # the paper's nine datasets; the CPU recipe's eight that can be made locally (no walker2d medium-replay) and the
+    # three PointMaze datasets
+    assert "default" in entries and len(entries) == (10 if preset == "paper" else 12)
+    maze = {"policy": "MultiInputPolicy", "normalize_reward": False, "normalize_observations": True, "expectile": 0.9}
     cls = {"gmpo": GMPO, "gmpg": GMPG}[algo]
     for env_id, params in entries.items():
         params = dict(params)
@@ -179,8 +181,11 @@ def test_every_packaged_entry_parses_and_builds(algo: str, preset: str) -> None:
         dataset = params.pop("dataset", None)
         if env_id != "default":
             assert dataset == "d4rl-style/{}/{}".format(*env_id.split("/")[1].removesuffix("-v0").split("-", 1)) + "-v0"
-        if preset == "cpu":  # one recipe for every dataset
-            assert params == {k: v for k, v in entries["default"].items() if k != "n_timesteps"}
+        if "pointmaze" in env_id:
+            pytest.importorskip("gymnasium_robotics")
+        if preset == "cpu":  # one recipe for every dataset, the mazes' reward, observation and expectile settings aside
+            expected = {k: v for k, v in entries["default"].items() if k != "n_timesteps"}
+            assert params == ({**expected, **maze} if "pointmaze" in env_id else expected)
         params["policy_kwargs"] = eval(params["policy_kwargs"])  # as RL Zoo does
         model = cls(env="Pendulum-v1" if env_id == "default" else env_id, device="cpu", **params)
         assert model.policy.net_arch == ([512, 256, 128] if preset == "paper" else [256, 256])
