@@ -96,3 +96,20 @@ def test_random_ties_take_both_equally_short_routes() -> None:
     assert tied, "no cell of the medium maze has two equally short routes to the goal"
     for plan in plans:
         assert all(moves(plan, cell) == moves(fixed, cell) for cell in fixed)
+
+
+def test_the_zoo_trains_and_evaluates_on_the_maze(maze_data: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The Zoo entry point with the CPU preset's maze entry: Dict observations (MultiInputPolicy), evaluation on the
+    registered single-goal maze, the best model saved."""
+    pytest.importorskip("rl_zoo3")
+    from sb3_generative.zoo import main as zoo
+
+    logs = str(tmp_path / "logs")
+    zoo(["train", "--algo", "gmpo", "--env", "D4RLStyle/pointmaze-umaze-v0", "--preset", "cpu", "-f", logs,
+         "-n", "4", "--eval-freq", "2", "--eval-episodes", "1", "--seed", "0", "-params", "critic_steps:4",
+         "bc_steps:4", "batch_size:16", "critic_batch_size:16", "bc_batch_size:16",
+         "policy_kwargs:dict(net_arch=[16])"])  # fmt: skip
+    run = tmp_path / "logs" / "gmpo" / "D4RLStyle-pointmaze-umaze-v0_1"
+    assert (run / "best_model.zip").exists() and (run / "evaluations.npz").exists()
+    model = GMPO.load(run / "best_model.zip")
+    assert set(model.observation_space.spaces) == {"achieved_goal", "desired_goal", "observation"}
