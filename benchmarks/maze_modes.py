@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/out/maze_modes")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    import sb3_generative  # noqa: F401  (first: it imports Gym, which d3rlpy imports, without its banner)
+
     import d3rlpy
     import matplotlib
 

@@ -123,13 +123,29 @@ def load_offline_data(dataset: Any, download: bool = False) -> OfflineData:
 
 
 def _load_path_or_id(name: str, download: bool) -> OfflineData:
-    if name.lower().endswith(FILE_SUFFIXES) or os.path.isfile(name):
-        if not os.path.isfile(name):
-            raise DatasetError(f"Dataset file {name!r} does not exist")
-        data = from_npz(name) if name.lower().endswith(".npz") else from_hdf5(name)
-        data.source = os.path.abspath(name)
-        return data
-    return from_minari(load_minari(name, download), source=name)
+    with naming(name):
+        if name.lower().endswith(FILE_SUFFIXES) or os.path.isfile(name):
+            if not os.path.isfile(name):
+                raise DatasetError(f"Dataset file {name!r} does not exist")
+            data = from_npz(name) if name.lower().endswith(".npz") else from_hdf5(name)
+            data.source = os.path.abspath(name)
+            return data
+        return from_minari(load_minari(name, download), source=name)
+
+
+@contextlib.contextmanager
+def naming(name: str) -> Iterator[None]:
+    """Make every :class:`DatasetError` raised inside name the file or dataset ``name`` (prefixed when its message
+    does not already): a byte flipped in a file can surface as a NaN found long after the file was read.
+
+    :param name: the path or Minari id
+    """
+    try:
+        yield
+    except DatasetError as error:
+        if name in str(error):
+            raise
+        raise type(error)(f"{name!r}: {error}") from error
 
 
 def load_minari(dataset_id: str, download: bool = False) -> Any:
