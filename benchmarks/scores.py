@@ -725,9 +725,9 @@ def wall_table(args: argparse.Namespace, jobs: list[Job], methods: list[str], da
     shown = [m for m in methods if any(key[0] == m for key in minutes)]
     if not shown:
         return []
-    lines = [f"### Training time per run (minutes on this machine, evaluations left out; GMPO/GMPG with 1/{sharing} "
-             "of their shared critic)", "", "| dataset | " + " | ".join(shown) + " |",
-             "|---|" + "---|" * len(shown)]  # fmt: skip
+    share = f"; GMPO/GMPG with 1/{sharing} of their shared critic" if any(m.startswith("gmp") for m in shown) else ""
+    lines = [f"### Training time per run (minutes on this machine, evaluations left out{share})", "",
+             "| dataset | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]  # fmt: skip
     for dataset in datasets:
         cells = [f"{np.mean(minutes[m, dataset]):.1f}" if (m, dataset) in minutes else "—" for m in shown]
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
