@@ -415,19 +415,22 @@ def from_arrays(arrays: dict[str, Any], name: str = "the dataset dict") -> Offli
     rew = _as_numeric(arrays["rewards"], "rewards", name).reshape(-1)
     n = obs.shape[0]
     lengths = {"observations": n, "actions": act.shape[0], "rewards": rew.shape[0]}
-    for key in ("next_observations", *TERMINATION_KEYS, *TRUNCATION_KEYS):
-        if key == "next_observations" and isinstance(arrays.get(key), dict):
-            lengths[key] = len(_observations(arrays[key], key, name)[0])
-        elif key in arrays:
+    given_next = (
+        _observations(arrays["next_observations"], "next_observations", name) if "next_observations" in arrays else None
+    )
+    if given_next is not None:
+        lengths["next_observations"] = given_next[0].shape[0]
+    for key in (*TERMINATION_KEYS, *TRUNCATION_KEYS):
+        if key in arrays:
             value = _as_numeric(arrays[key], key, name)
             if value.ndim == 0:
                 raise DatasetError(f"{key!r} of {name} must hold one entry per transition, got a scalar")
-            lengths[key] = value.shape[0] if key == "next_observations" else value.reshape(-1).shape[0]
+            lengths[key] = value.reshape(-1).shape[0]
     if len(set(lengths.values())) > 1:
         raise DatasetError(f"Arrays of {name} have inconsistent lengths: {lengths}")
     term, trunc = _pick(arrays, TERMINATION_KEYS, n, name), _pick(arrays, TRUNCATION_KEYS, n, name)
-    if "next_observations" in arrays:
-        next_obs, next_space = _observations(arrays["next_observations"], "next_observations", name)
+    if given_next is not None:
+        next_obs, next_space = given_next
         if next_obs.shape[1:] != obs.shape[1:] or type(next_space) is not type(obs_space):
             raise DatasetError(
                 f"next_observations of {name} have shape {next_obs.shape[1:]} per row, observations {obs.shape[1:]}"

@@ -12,6 +12,12 @@ import os
 from sb3_generative.data.d4rl_style import ENVS, LEVELS, make_d4rl_style
 
 
+def _common(command: argparse.ArgumentParser) -> None:
+    """The arguments every data command takes: where to write, and the seed."""
+    command.add_argument("--root", required=True, help="Minari datasets folder; use it as MINARI_DATASETS_PATH")
+    command.add_argument("--seed", type=int, default=0)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command's arguments."""
     root = argparse.ArgumentParser(
@@ -24,12 +30,11 @@ def parser() -> argparse.ArgumentParser:
         description="Roll out the packaged SAC behaviour policies by D4RL's protocol and write Minari datasets "
         "(about a minute per million steps per core).",
     )
-    d4rl.add_argument("--root", required=True, help="Minari datasets folder; use it as MINARI_DATASETS_PATH")
+    _common(d4rl)
     d4rl.add_argument("--tasks", nargs="+", default=list(ENVS), choices=list(ENVS))
     d4rl.add_argument("--levels", nargs="+", default=["medium", "expert", "medium-expert"], choices=list(LEVELS))
     d4rl.add_argument("--steps", type=int, default=1_000_000, help="transitions per behaviour policy (D4RL: 1,000,000)")
     d4rl.add_argument("--replay", help="folder of <task>-medium-replay.npz recordings (or one file), for medium-replay")
-    d4rl.add_argument("--seed", type=int, default=0)
     d4rl.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="rollouts in parallel processes")
     maze = commands.add_parser(
         "pointmaze",
@@ -37,14 +42,13 @@ def parser() -> argparse.ArgumentParser:
         description="A noisy PD controller following shortest paths in Gymnasium-Robotics' PointMaze, a new goal whenever "
         "one is reached, as Minari made its D4RL PointMaze datasets (pip install 'sb3_generative[maze]').",
     )
-    maze.add_argument("--root", required=True, help="Minari datasets folder; use it as MINARI_DATASETS_PATH")
+    _common(maze)
     maze.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"], choices=["umaze", "medium", "large"])
     maze.add_argument("--dense", action="store_true", help="dense rewards (the -dense datasets)")
     ties = "equally short routes at random per goal (the -ties datasets: both ways round the loops)"
     maze.add_argument("--random-ties", action="store_true", help=ties)
     maze.add_argument("--steps", type=int, default=1_000_000, help="transitions per maze (Minari's: 1,000,000)")
     maze.add_argument("--reference-episodes", type=int, default=100, help="episodes of each reference policy")
-    maze.add_argument("--seed", type=int, default=0)
     return root
 
 
