@@ -22,7 +22,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -66,6 +66,7 @@ from sb3_generative.common.model_files import (
 from sb3_generative.common.phases import NamedProgressBar, Phase, PhaseProgress, accumulate, means
 from sb3_generative.common.policies import GenerativeActorPolicy, check_policy_kwargs
 from sb3_generative.common.precision import precision_context, resolve_precision, threads_context
+from sb3_generative.critics.d3rlpy_q import architecture, check_copied_q, d3rlpy_critic_state, is_d3rlpy_algo
 from sb3_generative.critics.iql import IQLCritic
 
 SelfOfflineAlgorithm = TypeVar("SelfOfflineAlgorithm", bound="OfflineAlgorithm")
@@ -116,7 +117,8 @@ class OfflineAlgorithm(BaseAlgorithm):
     :param clip_actions: clip dataset actions outside the action space instead of raising
     :param download: let Minari download a dataset id missing locally
     :param critic: a trained :class:`IQLCritic` (for example ``other_model.critic``), a model, or a saved model's
-        path, whose critic is copied in; its training is then skipped
+        path, whose critic is copied in, or a trained d3rlpy Q-learning algorithm (:meth:`load_critic`); its training is
+        then skipped
     :param precision: precision of the training updates: "auto" (TF32 matrix products on CUDA, fp32 on CPU),
         "fp32", "tf32" or "bf16" (autocast); applied during ``learn`` only
     :param torch_threads: torch's CPU threads during ``learn`` and ``pretrain`` (restored afterwards); None leaves
@@ -131,6 +133,9 @@ class OfflineAlgorithm(BaseAlgorithm):
     :param seed: random seed: same seed, same training on CPU
     :param device: "cpu", "cuda" or "auto"
     """
+
+    #: whether the algorithm uses the critic's V (GMPO's advantage Q - V); GMPG needs Q only
+    critic_needs_value: ClassVar[bool] = True
 
     policy: GenerativeActorPolicy
     replay_buffer: OfflineReplayBuffer | None
@@ -466,8 +471,13 @@ class OfflineAlgorithm(BaseAlgorithm):
     def load_critic(self, source: Any) -> None:
         """Copy a trained IQL critic in and skip critic training.
 
-        :param source: an :class:`IQLCritic`, an :class:`OfflineAlgorithm`, or a path to a saved model's zip
+        :param source: an :class:`IQLCritic`, an :class:`OfflineAlgorithm`, a path to a saved model's zip, or a trained
+            d3rlpy Q-learning algorithm (ReBRAC, TD3+BC, IQL, ...) whose Q-functions are built like this model's critic
+            (``critics/d3rlpy_q.py``; the algorithm object, never a file: d3rlpy's files are pickles)
         """
+        if is_d3rlpy_algo(source):
+            self._load_d3rlpy_critic(source)
+            return
         if isinstance(source, OfflineAlgorithm):
             self._check_compatible_statistics(source.reward_scale, source.policy.obs_mean, source.policy.obs_std)
             source = source.critic
@@ -481,6 +491,29 @@ class OfflineAlgorithm(BaseAlgorithm):
             self.critic.load_state_dict(state)
         except RuntimeError as error:
             raise ValueError(f"The critic does not fit this model (different sizes or ensemble): {error}") from error
+        self.critic_steps_done = self.critic_steps
+
+    def _load_d3rlpy_critic(self, algo: Any) -> None:
+        """Copy a d3rlpy algorithm's Q ensemble (and value function, if it has one) in, folded to this model's input
+        scaling and checked against d3rlpy's own Q values (:mod:`sb3_generative.critics.d3rlpy_q`)."""
+        if not self.statistics_fitted:
+            raise DatasetError("Attach the dataset before copying a d3rlpy critic: its inputs are mapped to this model's")
+        assert isinstance(self.action_space, spaces.Box)
+        low, high = self.action_space.low.reshape(-1), self.action_space.high.reshape(-1)
+        stats = (self.policy.obs_mean, self.policy.obs_std, low, high)
+        state, has_value = d3rlpy_critic_state(algo, self.critic, *stats)
+        if self.critic_needs_value and not has_value:
+            raise ValueError(
+                f"{type(self).__name__} weights actions by Q - V, and d3rlpy's {type(algo).__name__} has no value "
+                "function: use a d3rlpy IQL critic here, or this critic with GMPG (which needs Q only)"
+            )
+        try:
+            self.critic.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(
+                f"The d3rlpy critic does not fit this model's critic; build it with {architecture(algo.impl.modules.q_funcs)}"
+            ) from error
+        check_copied_q(algo, self.critic, *stats)
         self.critic_steps_done = self.critic_steps
 
     def _critic_from_file(self, path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, th.Tensor]:

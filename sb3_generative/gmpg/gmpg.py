@@ -98,7 +98,8 @@ class GMPG(OfflineAlgorithm):
     :param normalize_observations: standardise observations with dataset statistics
     :param clip_actions: clip out-of-bounds dataset actions instead of raising
     :param download: let Minari download a missing dataset
-    :param critic: a trained critic (or model, or saved model path) to reuse
+    :param critic: a trained critic (or model, or saved model path) to reuse, or a trained d3rlpy Q-learning algorithm
+        (ReBRAC, TD3+BC, IQL, ...) whose Q ensemble is copied in (:meth:`load_critic`)
     :param precision: "auto" (TF32 on CUDA, fp32 on CPU), "fp32", "tf32" or "bf16" autocast, during ``learn``
     :param torch_threads: torch's CPU threads during ``learn`` (None: as they are; 1 on a shared machine)
     :param torch_compile: compile the updates and the sampler with torch.compile (True, or a mode such as
@@ -112,6 +113,7 @@ class GMPG(OfflineAlgorithm):
     :param _init_setup_model: build the networks at construction
     """
 
+    critic_needs_value: ClassVar[bool] = False  # the policy gradient uses Q only: a d3rlpy ReBRAC or TD3+BC critic fits
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "GenerativePolicy": GenerativePolicy,
         "MlpPolicy": MlpPolicy,

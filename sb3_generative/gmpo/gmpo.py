@@ -60,7 +60,8 @@ class GMPO(OfflineAlgorithm):
     :param normalize_observations: standardise observations with dataset statistics
     :param clip_actions: clip out-of-bounds dataset actions instead of raising
     :param download: let Minari download a missing dataset
-    :param critic: a trained critic (or model, or saved model path) to reuse; skips critic training
+    :param critic: a trained critic (or model, or saved model path) to reuse, or a trained d3rlpy IQL (GMPO needs its
+        value function); skips critic training
     :param precision: "auto" (TF32 on CUDA, fp32 on CPU), "fp32", "tf32" or "bf16" autocast, during ``learn``
     :param torch_threads: torch's CPU threads during ``learn`` (None: as they are; 1 on a shared machine)
     :param torch_compile: compile the updates and the sampler with torch.compile (True, or a mode such as
