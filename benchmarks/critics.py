@@ -113,7 +113,7 @@ class QProbe(BaseCallback):
         }
         self.rows.append({**row, **stats})
         result = {"critic": self.args.critic, "wall_s": round(time.time() - self.start), "evaluations": self.rows}
-        write(self.args.out, f"gmpg_{self.args.critic}.json", result)
+        write(self.args.out, f"gmpg_{self.args.critic}_s{self.args.seed}.json", result)
 
 
 def gmpg(args: argparse.Namespace) -> None:
@@ -147,10 +147,10 @@ def report(args: argparse.Namespace) -> None:
         kl = rows[-1].get("kl", float("nan"))
         rho = spearmanr(gains[1:], scores[1:] - scores[0]).statistic if len(rows) > 3 else float("nan")
         run = os.path.basename(os.path.dirname(path))
-        critic = os.path.basename(path)[len("gmpg_") : -len(".json")]
+        critic, _, seed = os.path.basename(path)[len("gmpg_") : -len(".json")].rpartition("_s")
         lines.append(
-            f"| {run} | {critic} | {scores[0]:.1f} | {scores[-1]:.1f} | {scores.max():.1f} | {gains[-1]:.2f} "
-            f"| {kl:.2f} | {rho:.2f} |"
+            f"| {run} | {critic} (GMPG seed {seed}) | {scores[0]:.1f} | {scores[-1]:.1f} | {scores.max():.1f} "
+            f"| {gains[-1]:.2f} | {kl:.2f} | {rho:.2f} |"
         )
     text = "\n".join(lines) + "\n"
     with open(os.path.join(args.out, "critics.md"), "w") as file:
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("command", choices=["critic-ln", "gmpg", "report"])
     parser.add_argument("--dataset", default="hopper-medium")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the run (mu and the critics come from --out)")
     parser.add_argument("--critic", choices=["iql", "iql-ln", "rebrac"], default="iql")
     parser.add_argument("--rebrac-checkpoint", default=None, help="d3rlpy ReBRAC (.d3), same dataset and seed")
     parser.add_argument("--steps", type=int, default=150)
